@@ -1,0 +1,166 @@
+package openai
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/foundry-gateway/gateway/internal/usage"
+)
+
+// Op is an inference operation, named by its path suffix.
+type Op string
+
+// Operations the gateway proxies.
+const (
+	OpChat        Op = "chat/completions"
+	OpCompletions Op = "completions"
+	OpEmbeddings  Op = "embeddings"
+	OpResponses   Op = "responses"
+)
+
+// Kind returns the usage family of the operation.
+func (o Op) Kind() usage.Kind {
+	switch o {
+	case OpChat:
+		return usage.KindChat
+	case OpCompletions:
+		return usage.KindCompletions
+	case OpEmbeddings:
+		return usage.KindEmbeddings
+	default:
+		return usage.KindResponses
+	}
+}
+
+// Style is how the client addressed the model.
+type Style int
+
+const (
+	// StyleV1 is /openai/v1/{op} or /v1/{op}: model in the body.
+	StyleV1 Style = iota
+	// StyleDeployment is /openai/deployments/{d}/{op}?api-version=: model in the path.
+	StyleDeployment
+)
+
+// Request is what the gateway needs to know about a client's inference call.
+type Request struct {
+	Op    Op
+	Style Style
+	// Model is the alias: the body's model (v1) or the path's deployment.
+	Model string
+	// APIVersion is the api-version query parameter ("" if absent).
+	APIVersion string
+	Stream     bool
+	// IncludeUsage is the client's own stream_options.include_usage.
+	IncludeUsage bool
+	// MaxOutput is max_completion_tokens, max_tokens or max_output_tokens (0 if absent).
+	MaxOutput int64
+	// N is the number of choices requested (1 if absent).
+	N int64
+	// PreviousResponseID of a Responses API call continuing a conversation.
+	PreviousResponseID string
+}
+
+// Errors from Parse, wrapped with details.
+var (
+	ErrMalformed = errors.New("malformed request body")
+	ErrMissing   = errors.New("missing required field")
+)
+
+// Parse reads the fields the gateway needs from body. model is the
+// deployment from the path for StyleDeployment, ignored for StyleV1.
+func Parse(op Op, style Style, pathModel, apiVersion string, body []byte) (Request, error) {
+	if !gjson.ValidBytes(body) {
+		return Request{}, fmt.Errorf("%w: the body is not valid JSON", ErrMalformed)
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return Request{}, fmt.Errorf("%w: the body must be a JSON object", ErrMalformed)
+	}
+	f := root.Get // small alias
+	r := Request{Op: op, Style: style, APIVersion: apiVersion, N: 1}
+	if style == StyleDeployment {
+		r.Model = pathModel
+	} else {
+		m := f("model")
+		if m.Type != gjson.String || m.Str == "" {
+			return Request{}, fmt.Errorf("%w: model", ErrMissing)
+		}
+		r.Model = m.Str
+	}
+	switch op {
+	case OpChat:
+		if !f("messages").IsArray() {
+			return Request{}, fmt.Errorf("%w: messages", ErrMissing)
+		}
+	case OpCompletions:
+		if !f("prompt").Exists() {
+			return Request{}, fmt.Errorf("%w: prompt", ErrMissing)
+		}
+	case OpEmbeddings, OpResponses:
+		if !f("input").Exists() {
+			return Request{}, fmt.Errorf("%w: input", ErrMissing)
+		}
+	}
+	r.Stream = f("stream").Bool()
+	r.IncludeUsage = f("stream_options.include_usage").Bool()
+	for _, k := range []string{"max_completion_tokens", "max_tokens", "max_output_tokens"} {
+		if v := f(k); v.Exists() && v.Type == gjson.Number {
+			r.MaxOutput = v.Int()
+			break
+		}
+	}
+	if v := f("n"); v.Type == gjson.Number {
+		r.N = v.Int()
+	}
+	r.PreviousResponseID = f("previous_response_id").Str
+	return r, nil
+}
+
+// CanIncludeUsage reports whether stream_options.include_usage may be sent
+// for this api-version: v1 (or none, as on /openai/v1), and dated versions
+// from 2024-09-01-preview on. Older versions answer 400 to the field.
+func CanIncludeUsage(apiVersion string) bool {
+	switch {
+	case apiVersion == "" || apiVersion == "v1" || apiVersion == "preview" || apiVersion == "latest":
+		return true
+	case len(apiVersion) >= 10 && apiVersion[4] == '-':
+		return apiVersion[:10] >= "2024-09-01"
+	}
+	return false
+}
+
+// NeedsUsageInjection reports whether the gateway must add
+// stream_options.include_usage to learn this stream's usage.
+func (r Request) NeedsUsageInjection() bool {
+	return r.Stream && !r.IncludeUsage && (r.Op == OpChat || r.Op == OpCompletions) && CanIncludeUsage(r.APIVersion)
+}
+
+// InjectIncludeUsage returns body with stream_options.include_usage = true.
+func InjectIncludeUsage(body []byte) ([]byte, error) {
+	return sjson.SetBytes(body, "stream_options.include_usage", true)
+}
+
+// SetModel returns body with "model" replaced.
+func SetModel(body []byte, model string) ([]byte, error) {
+	return sjson.SetBytes(body, "model", model)
+}
+
+// ParseOp maps a path suffix after /v1/ or /deployments/{d}/ to an Op.
+func ParseOp(suffix string) (Op, bool) {
+	switch Op(strings.Trim(suffix, "/")) {
+	case OpChat:
+		return OpChat, true
+	case OpCompletions:
+		return OpCompletions, true
+	case OpEmbeddings:
+		return OpEmbeddings, true
+	case OpResponses:
+		return OpResponses, true
+	}
+	return "", false
+}
