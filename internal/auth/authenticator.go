@@ -1,0 +1,110 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/httperr"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	KeyID string
+	Team  string
+	App   string
+}
+
+// Authenticator checks the credential on a request. Safe for concurrent use.
+type Authenticator struct {
+	keys *Keys
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cached // by full secret hash
+}
+
+type cached struct {
+	p       Principal
+	err     error
+	expires time.Time
+}
+
+// maxCache bounds the cache; past it, expired entries are swept and, if
+// still full, the cache is cleared (keys are few; this never happens in
+// practice but memory stays bounded under a flood of random keys).
+const maxCache = 10000
+
+// negativeTTL caps how long an unknown key stays refused from cache, so a
+// key created on another instance works within seconds.
+const negativeTTL = 2 * time.Second
+
+// NewAuthenticator caches lookups for ttl.
+func NewAuthenticator(keys *Keys, ttl time.Duration) *Authenticator {
+	return &Authenticator{keys: keys, ttl: ttl, now: keys.now, cache: map[string]cached{}}
+}
+
+// Credential returns the key a client sent: the api-key header (Azure SDK
+// style) or Authorization: Bearer (OpenAI SDK style).
+func Credential(h http.Header) string {
+	if k := h.Get("Api-Key"); k != "" {
+		return strings.TrimSpace(k)
+	}
+	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// Authenticate returns the caller, or an *httperr.Error (401, or 503 when
+// the key store cannot be reached).
+func (a *Authenticator) Authenticate(ctx context.Context, h http.Header) (Principal, error) {
+	secret := Credential(h)
+	if secret == "" {
+		return Principal{}, httperr.Wrap(ErrNoKey, http.StatusUnauthorized, "invalid_api_key",
+			"Access denied due to missing API key. Send it in the api-key header or as Authorization: Bearer <key>.")
+	}
+	hk := hash(secret)
+	now := a.now()
+	a.mu.Lock()
+	c, ok := a.cache[hk]
+	a.mu.Unlock()
+	if !ok || now.After(c.expires) {
+		k, err := a.keys.verify(ctx, secret)
+		c = cached{p: Principal{KeyID: k.ID, Team: k.Team, App: k.App}, err: err, expires: now.Add(a.ttl)}
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrBadKey) || errors.Is(err, ErrRevoked):
+			c.expires = now.Add(min(a.ttl, negativeTTL))
+		default:
+			// Store trouble: do not cache, tell the client to retry.
+			return Principal{}, httperr.Wrap(err, http.StatusServiceUnavailable, "key_store_unavailable",
+				"The gateway cannot check API keys right now. Retry shortly.")
+		}
+		a.mu.Lock()
+		if len(a.cache) >= maxCache {
+			for k, v := range a.cache {
+				if now.After(v.expires) {
+					delete(a.cache, k)
+				}
+			}
+			if len(a.cache) >= maxCache {
+				clear(a.cache)
+			}
+		}
+		a.cache[hk] = c
+		a.mu.Unlock()
+	}
+	if c.err != nil {
+		msg := "Access denied due to invalid API key. Make sure you provide a valid key for the gateway."
+		if errors.Is(c.err, ErrRevoked) {
+			msg = "Access denied: this API key has been revoked."
+		}
+		return Principal{}, httperr.Wrap(c.err, http.StatusUnauthorized, "invalid_api_key", msg)
+	}
+	return c.p, nil
+}

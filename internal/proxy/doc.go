@@ -1,0 +1,10 @@
+// Package proxy forwards one inference call to a backend deployment and
+// streams the answer back untouched: it tries the route's targets in order
+// until one answers (failover only before the first byte reaches the
+// client), attaches the backend credential, copies the response with a
+// pooled buffer, flushes every SSE write, and counts usage beside the bytes
+// it forwards.
+//
+// It depends on route (targets), usage (counting) and openai (wire rules);
+// it knows nothing about clients' keys, quotas or storage.
+package proxy

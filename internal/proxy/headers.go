@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// hopHeaders are removed in both directions (RFC 9110 §7.6.1).
+var hopHeaders = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+}
+
+// dropRequest are client headers a backend must never see: the client's
+// credentials (the backend gets ours), headers the transport sets, forwarding
+// headers from untrusted clients, and the Functions host's own headers.
+var dropRequest = map[string]bool{
+	"Authorization":                  true,
+	"Api-Key":                        true,
+	"Host":                           true,
+	"Content-Length":                 true,
+	"Accept-Encoding":                true, // we must read the body to count usage
+	"Cookie":                         true,
+	"Forwarded":                      true,
+	"X-Forwarded-For":                true,
+	"X-Forwarded-Host":               true,
+	"X-Forwarded-Proto":              true,
+	"X-Real-Ip":                      true,
+	"X-Functions-Key":                true,
+	"X-Azure-Functions-Invocationid": true,
+	"X-Azure-Functions-Hostversion":  true,
+	"X-Ms-Invocation-Id":             true,
+}
+
+// connectionTokens returns the headers named by Connection.
+func connectionTokens(h http.Header) map[string]bool {
+	var m map[string]bool
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				if m == nil {
+					m = map[string]bool{}
+				}
+				m[http.CanonicalHeaderKey(f)] = true
+			}
+		}
+	}
+	return m
+}
+
+// outboundHeader copies the client's headers a backend may see.
+func outboundHeader(in http.Header) http.Header {
+	conn := connectionTokens(in)
+	out := make(http.Header, len(in)+3)
+	for k, v := range in {
+		if hopHeaders[k] || dropRequest[k] || conn[k] {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// copyResponseHeader copies a backend's response headers to the client.
+func copyResponseHeader(dst, src http.Header, dropLength bool) {
+	conn := connectionTokens(src)
+	for k, v := range src {
+		if hopHeaders[k] || conn[k] || (dropLength && k == "Content-Length") {
+			continue
+		}
+		dst[k] = v
+	}
+}
