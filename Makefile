@@ -1,0 +1,85 @@
+# Foundry Gateway. `make run` starts a working gateway on localhost;
+# `make test` runs every test tier. `make help` lists the targets.
+
+GO        ?= go
+TOOLS     := .tools
+AZURITE_VERSION := 3.37.0
+AZURITE   := $(TOOLS)/node_modules/.bin/azurite-table
+BIN       := bin/handler
+LOCAL_CONFIG := infra/config/local.yaml
+GATEWAY_ADDR := 127.0.0.1:8080
+SIM_ADDR  := 127.0.0.1:8081
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test test-unit bench tools package deploy lint clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/handler
+	$(GO) build -o $(BIN) .
+
+tools: $(AZURITE) ## install what the tests need (Azurite from npm into .tools/)
+
+$(AZURITE):
+	mkdir -p $(TOOLS)
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error --save-exact azurite@$(AZURITE_VERSION)
+	@test -x $(AZURITE)
+
+run: build ## start the simulator and the gateway on localhost, print a dev key
+	@mkdir -p data
+	@set -e; \
+	./$(BIN) sim --listen $(SIM_ADDR) & SIM=$$!; \
+	trap 'kill $$SIM 2>/dev/null' EXIT INT TERM; \
+	if [ ! -s data/dev-key ]; then \
+	  ./$(BIN) keys create --config $(LOCAL_CONFIG) --team dev --app local --secret-only > data/dev-key; \
+	fi; \
+	KEY=$$(cat data/dev-key); \
+	echo; echo "Foundry Gateway on http://$(GATEWAY_ADDR)  (simulator on http://$(SIM_ADDR))"; \
+	echo "dev key: $$KEY"; echo; \
+	echo "try:  curl -s http://$(GATEWAY_ADDR)/openai/v1/chat/completions -H \"Authorization: Bearer $$KEY\" -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"; \
+	echo; \
+	./$(BIN) serve --config $(LOCAL_CONFIG)
+
+test: tools ## run every test: unit, store contract against Azurite, e2e (-race)
+	AZURITE_TABLE_BIN=$(abspath $(AZURITE)) $(GO) test -race -count=1 -timeout 14m ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/... > /dev/null
+
+test-unit: ## unit tests only (no Azurite)
+	$(GO) test -race -count=1 -short ./internal/... ./handlers/...
+
+bench: build ## benchmarks: load test direct vs bare proxy vs gateway, plus micro-benchmarks
+	$(GO) run ./test/loadbench --handler $(BIN)
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+DEPLOYMENT ?= foundry-gateway
+
+package: ## build build/gateway.zip for Azure Functions (linux/amd64, static) and check it
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o build/linux/handler .
+	$(GO) run . package --out build/gateway.zip --binary build/linux/handler --gateway-config infra/config/azure.yaml
+
+deploy: package ## deploy infra/main.bicep and build/gateway.zip (RESOURCE_GROUP=..., PARAMS=...; see README)
+	@test -n "$(RESOURCE_GROUP)" || (echo "set RESOURCE_GROUP (and PARAMS=infra/main.parameters.json)"; exit 2)
+	az deployment group create --resource-group $(RESOURCE_GROUP) --name $(DEPLOYMENT) \
+	  --template-file infra/main.bicep --parameters @$(or $(PARAMS),infra/main.parameters.json) \
+	  --query properties.outputs -o json > build/deploy-outputs.json
+	@set -e; \
+	out() { az deployment group show --resource-group $(RESOURCE_GROUP) --name $(DEPLOYMENT) --query "properties.outputs.$$1.value" -o tsv; }; \
+	APP=$$(out functionAppName); \
+	if [ "$$(out hostingPlan)" = FlexConsumption ]; then \
+	  az functionapp deploy --resource-group $(RESOURCE_GROUP) --name $$APP --src-path build/gateway.zip --type zip; \
+	else \
+	  az storage blob upload --auth-mode login --account-name $$(out storageAccountName) \
+	    --container-name $$(out deploymentContainerName) --name gateway.zip --file build/gateway.zip --overwrite; \
+	  az functionapp restart --resource-group $(RESOURCE_GROUP) --name $$APP; \
+	  az resource invoke-action --action syncfunctiontriggers \
+	    --ids $$(az functionapp show --resource-group $(RESOURCE_GROUP) --name $$APP --query id -o tsv); \
+	fi; \
+	echo "gateway: $$(out gatewayUrl)"
+
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+clean: ## remove build output and local data
+	rm -rf bin build data

@@ -1,0 +1,204 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/foundry-gateway/gateway/internal/auth"
+	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/proxy"
+	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/usage"
+)
+
+// authenticator checks a request's credential.
+type authenticator interface {
+	Authenticate(ctx context.Context, h http.Header) (auth.Principal, error)
+}
+
+// router resolves a model alias.
+type router interface {
+	Model(alias string) (*route.Model, error)
+	Aliases() []string
+}
+
+// forwarder sends a call to a backend and writes the response.
+type forwarder interface {
+	Forward(w http.ResponseWriter, r *http.Request, m *route.Model, c proxy.Call) proxy.Result
+}
+
+// UsageSink receives one event per completed inference call.
+type UsageSink interface {
+	Record(ctx context.Context, e Event)
+}
+
+// Event is what the gateway knows about a finished call.
+type Event struct {
+	Time       time.Time
+	RequestID  string
+	KeyID      string
+	Team       string
+	App        string
+	Model      string
+	Op         string
+	Backend    string
+	Deployment string
+	Region     string
+	Stream     bool
+	Status     int
+	Attempts   int
+	Latency    time.Duration
+	TTFB       time.Duration
+	Complete   bool
+	Usage      usage.Usage
+}
+
+// Timer is the work of a timer function (drain, rollup). It returns lines
+// for the Functions invocation log.
+type Timer func(ctx context.Context) (logs []string, err error)
+
+// Deps are what the HTTP surface needs; main builds them.
+type Deps struct {
+	Log          *slog.Logger
+	Auth         authenticator
+	Router       router
+	Proxy        forwarder
+	Usage        UsageSink
+	MaxBodyBytes int64
+	// Timers by function name: POST /{name} runs them (payload protocol).
+	Timers map[string]Timer
+	// Ready reports whether dependencies (the store) are reachable.
+	Ready func(ctx context.Context) error
+}
+
+// New returns the HTTP handler of `handler serve`.
+func New(d Deps) http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(d.Log)
+	e.Use(requestID, recoverer(d.Log))
+
+	g := &gateway{Deps: d}
+	// Readiness: the Functions host polls GET / until any response arrives.
+	e.GET("/", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", g.readyz)
+
+	for _, prefix := range []string{"/openai/v1", "/v1"} {
+		e.POST(prefix+"/chat/completions", g.inference("chat/completions", false))
+		e.POST(prefix+"/completions", g.inference("completions", false))
+		e.POST(prefix+"/embeddings", g.inference("embeddings", false))
+		e.POST(prefix+"/responses", g.inference("responses", false))
+		e.GET(prefix+"/models", g.models)
+	}
+	e.POST("/openai/deployments/:deployment/chat/completions", g.inference("chat/completions", true))
+	e.POST("/openai/deployments/:deployment/completions", g.inference("completions", true))
+	e.POST("/openai/deployments/:deployment/embeddings", g.inference("embeddings", true))
+
+	for name, fn := range d.Timers {
+		e.POST("/"+name, invocation(d.Log, name, fn))
+	}
+	return e
+}
+
+type gateway struct{ Deps }
+
+func (g *gateway) readyz(c echo.Context) error {
+	if g.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+		defer cancel()
+		if err := g.Ready(ctx); err != nil {
+			return httperr.Wrap(err, http.StatusServiceUnavailable, "not_ready", "The gateway's store is not reachable.")
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (g *gateway) models(c echo.Context) error {
+	if _, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header); err != nil {
+		return err
+	}
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	list := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: []model{}}
+	for _, a := range g.Router.Aliases() {
+		list.Data = append(list.Data, model{ID: a, Object: "model", OwnedBy: "foundry-gateway"})
+	}
+	return c.JSON(http.StatusOK, list)
+}
+
+// requestID gives every response an x-request-id.
+func requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
+		c.Set("request_id", id)
+		c.Response().Header().Set("X-Request-Id", id)
+		return next(c)
+	}
+}
+
+func requestIDOf(c echo.Context) string {
+	id, _ := c.Get("request_id").(string)
+	return id
+}
+
+// recoverer turns panics into 500s, except http.ErrAbortHandler, which is
+// how a half-sent response is aborted and must reach net/http.
+func recoverer(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler { //nolint:errorlint // sentinel value, compared as net/http does
+						panic(v)
+					}
+					log.Error("panic", "request_id", requestIDOf(c), "panic", v)
+					err = httperr.New(http.StatusInternalServerError, "internal_error", "the gateway failed to handle the request")
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+// errorHandler writes every error in the OpenAI shape; client-safe text only.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			log.Warn("error after response started", "request_id", requestIDOf(c), "error", err)
+			return
+		}
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			switch he.Code {
+			case http.StatusNotFound:
+				err = httperr.NotFound("404", "Resource not found: "+c.Request().Method+" "+c.Request().URL.Path)
+			case http.StatusMethodNotAllowed:
+				err = httperr.New(http.StatusMethodNotAllowed, "method_not_allowed", "Method "+c.Request().Method+" is not allowed on "+c.Request().URL.Path)
+			default:
+				err = httperr.Wrap(err, he.Code, "error", http.StatusText(he.Code))
+			}
+		}
+		e := httperr.From(err)
+		if e.Status >= 500 {
+			log.Error("request failed", "request_id", requestIDOf(c), "status", e.Status, "code", e.Code, "error", e.Error())
+		}
+		httperr.Write(c.Response(), e)
+	}
+}

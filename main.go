@@ -1,0 +1,85 @@
+// Command handler is Foundry Gateway: one binary that is the Azure Functions
+// custom handler (`handler serve`), a Foundry / Azure OpenAI simulator
+// (`handler sim`) and the operator CLI (`handler keys …`, `handler package`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "handler:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+const usageText = `handler — Foundry Gateway
+
+Usage:
+  handler serve [--config FILE]                 run the gateway (Functions custom handler or standalone)
+  handler sim [--listen ADDR] [--config FILE]   run the Foundry / Azure OpenAI simulator
+  handler keys create --team T --app A [--json] create an API key (printed once)
+  handler keys list [--json]                    list keys (never the secrets)
+  handler keys revoke ID                        revoke a key
+  handler package --out ZIP [--binary B] [--gateway-config FILE]
+                                                build the Azure Functions zip package
+
+The config file is --config, else $GATEWAY_CONFIG, else gateway.yaml.
+`
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return usageError{"missing command"}
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("GATEWAY_LOG_LEVEL"))}))
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], getenv, log)
+	case "sim":
+		return cmdSim(ctx, args[1:], log, stdout)
+	case "keys":
+		return cmdKeys(ctx, args[1:], getenv, stdout)
+	case "package":
+		return cmdPackage(args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usageText)
+		return nil
+	}
+	fmt.Fprint(stderr, usageText)
+	return usageError{"unknown command " + args[0]}
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/foundry-gateway/gateway/internal/deploy"
+)
+
+func cmdPackage(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("package", flag.ContinueOnError)
+	out := fs.String("out", "build/gateway.zip", "zip to write")
+	bin := fs.String("binary", "build/linux/handler", "linux/amd64 handler binary to ship")
+	cfg := fs.String("gateway-config", "infra/config/azure.yaml", "gateway config shipped as gateway.yaml")
+	root := fs.String("root", ".", "repository root (host.json, functions/)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if err := deploy.Package(deploy.Options{Root: *root, Binary: *bin, Config: *cfg, Out: *out}); err != nil {
+		return err
+	}
+	if err := deploy.Check(*out); err != nil {
+		return fmt.Errorf("package check: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", *out)
+	return nil
+}
