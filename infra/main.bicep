@@ -1,0 +1,267 @@
+// Foundry Gateway on Azure Functions: the whole stack in one resource group.
+//
+//   az deployment group create -g <rg> -f infra/main.bicep -p @infra/main.parameters.json
+//
+// Creates a Linux Function App (Flex Consumption by default, Elastic Premium on
+// request) running the Go custom handler, a Storage account (host blobs, the
+// deployment package, the gateway's tables), a Service Bus namespace with the
+// low-priority queue, Application Insights on a Log Analytics workspace, one
+// user-assigned managed identity with least-privilege role assignments, and
+// optionally a Key Vault. Every connection is identity-based: no app setting,
+// parameter or output holds a key or a connection string with a secret.
+// infra/README.md documents the parameters, the outputs and the deploy steps.
+
+targetScope = 'resourceGroup'
+
+@description('Short base name for every resource: 3 to 12 lowercase letters or digits. Names are this plus a hash of the resource group id, so one name can be reused across resource groups.')
+@minLength(3)
+@maxLength(12)
+param name string = 'fgw'
+
+@description('Azure region for every resource. Default: the region of the resource group. Flex Consumption is not offered in every region (az functionapp list-flexconsumption-locations).')
+param location string = resourceGroup().location
+
+@description('Tags put on every resource.')
+param tags object = {}
+
+@description('Hosting plan of the Function App. FlexConsumption (default): plan FC1, scale to zero, deployment package in a blob container read with the managed identity. ElasticPremium: plan EP1 to EP3 (see premiumSku), always-ready instances, package run from a blob URL with the managed identity (no Azure Files share, so no storage key).')
+@allowed([
+  'FlexConsumption'
+  'ElasticPremium'
+])
+param hostingPlan string = 'FlexConsumption'
+
+@description('Flex Consumption only: memory of each instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Flex Consumption only: the most instances the app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Elastic Premium only: the plan size.')
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param premiumSku string = 'EP1'
+
+@description('Elastic Premium only: the most instances the plan scales out to.')
+@minValue(1)
+@maxValue(100)
+param maximumElasticWorkerCount int = 20
+
+@description('Replication of the Storage account that holds the host blobs, the deployment package and the gateway tables (Keys, Counters, UsageEvents, UsageDaily, Jobs, BackendState).')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSku string = 'Standard_LRS'
+
+@description('Service Bus tier. Standard is enough for the low-priority queue (256 KB messages); Premium allows messages up to 100 MB and private networking.')
+@allowed([
+  'Standard'
+  'Premium'
+])
+param serviceBusSku string = 'Standard'
+
+@description('Low-priority queue: how long a received message stays locked to its receiver (ISO 8601 duration, at most PT5M).')
+param queueLockDuration string = 'PT1M'
+
+@description('Low-priority queue: deliveries after which a message is dead-lettered (MaxDeliveryCountExceeded).')
+@minValue(1)
+@maxValue(2000)
+param queueMaxDeliveryCount int = 10
+
+@description('Low-priority queue: move expired messages to the dead-letter queue instead of dropping them.')
+param queueDeadLetteringOnMessageExpiration bool = true
+
+@description('Low-priority queue: drop a message whose MessageId was already sent within queueDuplicateDetectionHistoryTimeWindow (the gateway uses the job id). Can only be set when the queue is created.')
+param queueRequiresDuplicateDetection bool = true
+
+@description('Low-priority queue: duplicate detection window (ISO 8601 duration, PT20S to P7D). Used only when queueRequiresDuplicateDetection is true.')
+param queueDuplicateDetectionHistoryTimeWindow string = 'PT10M'
+
+@description('Low-priority queue: time to live of a message that is not received (ISO 8601 duration).')
+param queueDefaultMessageTimeToLive string = 'P14D'
+
+@description('Days the Log Analytics workspace keeps logs and Application Insights telemetry.')
+@minValue(30)
+@maxValue(730)
+param logRetentionInDays int = 30
+
+@description('Turn off instrumentation-key ingestion on Application Insights (and key access on the workspace), so only Entra ID (the managed identity, role Monitoring Metrics Publisher) can send telemetry. The connection string then holds no usable secret.')
+param appInsightsDisableLocalAuth bool = true
+
+@description('Endpoint of the Foundry / Azure OpenAI resource the shipped gateway config (infra/config/azure.yaml) sends requests to, e.g. https://my-foundry.openai.azure.com. Set as app setting FOUNDRY_ENDPOINT.')
+param foundryEndpoint string
+
+@description('Azure region of that resource, e.g. swedencentral. Set as app setting FOUNDRY_REGION and used for data residency rules.')
+param foundryRegion string
+
+@description('Resource ids of the Foundry / Azure OpenAI accounts (Microsoft.CognitiveServices/accounts, any subscription or resource group) the gateway calls with its managed identity. Each gets a Cognitive Services OpenAI User role assignment for the identity. The deploying principal needs permission to assign roles there.')
+param backendResourceIds array = []
+
+@description('Create a Key Vault (RBAC authorization, purge protection) for backend API keys that cannot be replaced by managed identity. The identity gets Key Vault Secrets User on it. Put the secrets in with az keyvault secret set; never in parameters.')
+param deployKeyVault bool = false
+
+@description('App settings resolved from the Key Vault, one per backend API key: objects { setting: NAME, secret: SECRET_NAME }. Each becomes NAME=@Microsoft.KeyVault(SecretUri=...) for a backend whose gateway config says apiKeyEnv: NAME. Ignored unless deployKeyVault is true.')
+param keyVaultSecretSettings array = []
+
+@description('Gateway config file inside the package, relative to the app root. Set as app setting GATEWAY_CONFIG. make package ships infra/config/azure.yaml as gateway.yaml.')
+param gatewayConfigPath string = 'gateway.yaml'
+
+@description('Optional object id of the user or service principal that runs make deploy. It gets Storage Blob Data Contributor on the deployment container, which Elastic Premium needs to upload the package (shared keys are disabled). Leave empty on Flex Consumption.')
+param deployerPrincipalId string = ''
+
+var suffix = uniqueString(resourceGroup().id, name)
+var storageAccountName = take(toLower('st${name}${suffix}'), 24)
+var deploymentContainerName = 'app-package'
+// The queue name must match queue.name in infra/config/azure.yaml
+// (TestBicepSettingsMatchGateway checks it).
+var queueName = 'lowpri'
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${name}-${suffix}'
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    workspaceName: 'log-${name}-${suffix}'
+    appInsightsName: 'appi-${name}-${suffix}'
+    location: location
+    tags: tags
+    retentionInDays: logRetentionInDays
+    disableLocalAuth: appInsightsDisableLocalAuth
+    principalId: identity.properties.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: storageAccountName
+    location: location
+    tags: tags
+    skuName: storageSku
+    deploymentContainerName: deploymentContainerName
+    principalId: identity.properties.principalId
+    deployerPrincipalId: deployerPrincipalId
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  params: {
+    name: 'sb-${name}-${suffix}'
+    location: location
+    tags: tags
+    skuName: serviceBusSku
+    queueName: queueName
+    lockDuration: queueLockDuration
+    maxDeliveryCount: queueMaxDeliveryCount
+    deadLetteringOnMessageExpiration: queueDeadLetteringOnMessageExpiration
+    requiresDuplicateDetection: queueRequiresDuplicateDetection
+    duplicateDetectionHistoryTimeWindow: queueDuplicateDetectionHistoryTimeWindow
+    defaultMessageTimeToLive: queueDefaultMessageTimeToLive
+    principalId: identity.properties.principalId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = if (deployKeyVault) {
+  name: 'keyvault'
+  params: {
+    name: take('kv-${name}-${suffix}', 24)
+    location: location
+    tags: tags
+    principalId: identity.properties.principalId
+  }
+}
+
+// One role assignment per backend account, in the account's own subscription
+// and resource group.
+module backendRoles 'modules/backend-role.bicep' = [for (id, i) in backendResourceIds: {
+  name: take('backend-openai-user-${i}-${uniqueString(id)}', 64)
+  scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
+  params: {
+    accountName: last(split(id, '/'))
+    principalId: identity.properties.principalId
+  }
+}]
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: 'func-${name}-${suffix}'
+    planName: 'plan-${name}-${suffix}'
+    location: location
+    tags: tags
+    hostingPlan: hostingPlan
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    premiumSku: premiumSku
+    maximumElasticWorkerCount: maximumElasticWorkerCount
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    tableServiceUri: storage.outputs.tableEndpoint
+    serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    gatewayConfigPath: gatewayConfigPath
+    foundryEndpoint: foundryEndpoint
+    foundryRegion: foundryRegion
+    keyVaultUri: deployKeyVault ? keyVault.outputs.uri : ''
+    keyVaultSecretSettings: keyVaultSecretSettings
+  }
+}
+
+@description('Base URL of the gateway: point OpenAI SDKs at <gatewayUrl>/openai/v1.')
+output gatewayUrl string = 'https://${functionApp.outputs.defaultHostName}'
+
+@description('Name of the Function App (az functionapp deploy --name).')
+output functionAppName string = functionApp.outputs.name
+
+@description('Hosting plan the app runs on; make deploy picks the package upload from it.')
+output hostingPlan string = hostingPlan
+
+@description('Client id of the user-assigned managed identity the gateway and the host use.')
+output identityClientId string = identity.properties.clientId
+
+@description('Principal (object) id of that identity, for extra role assignments.')
+output identityPrincipalId string = identity.properties.principalId
+
+@description('Table service endpoint of the gateway tables (finance reads UsageDaily here).')
+output storageTableEndpoint string = storage.outputs.tableEndpoint
+
+@description('Storage account name (host storage, deployment package, gateway tables).')
+output storageAccountName string = storage.outputs.name
+
+@description('Blob container that holds the deployment package.')
+output deploymentContainerName string = deploymentContainerName
+
+@description('Service Bus namespace name.')
+output serviceBusNamespace string = serviceBus.outputs.name
+
+@description('Fully qualified Service Bus namespace, e.g. sb-x.servicebus.windows.net.')
+output serviceBusFullyQualifiedNamespace string = serviceBus.outputs.fullyQualifiedNamespace
+
+@description('Name of the low-priority queue.')
+output serviceBusQueueName string = queueName
+
+@description('Application Insights resource name.')
+output appInsightsName string = monitoring.outputs.appInsightsName
+
+@description('Key Vault name, empty unless deployKeyVault.')
+output keyVaultName string = deployKeyVault ? keyVault.outputs.name : ''

@@ -1,0 +1,13 @@
+// Package deploy builds the Azure Functions deployment package of the gateway
+// (a zip with host.json, every functions/*/function.json, the linux/amd64
+// `handler` binary with its execute bit, and the gateway config as
+// gateway.yaml) and checks a built package before it is deployed: layout,
+// host.json valid for a proxied custom handler, each function.json valid for
+// its trigger, and no secret-looking strings.
+//
+// `handler package` and `make package` call [Package] then [Check]; the tests
+// in this package also check infra/*.bicep against what the gateway reads.
+//
+// It must not depend on the gateway's runtime packages (handlers, store,
+// queue, proxy, …): it only reads files.
+package deploy
