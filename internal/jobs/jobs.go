@@ -1,0 +1,484 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/openai"
+	"github.com/foundry-gateway/gateway/internal/proxy"
+	"github.com/foundry-gateway/gateway/internal/queue"
+	"github.com/foundry-gateway/gateway/internal/route"
+)
+
+// sender puts messages on the queue.
+type sender interface {
+	Send(ctx context.Context, m queue.Outgoing) error
+}
+
+// consumer is what a drain round needs from the queue.
+type consumer interface {
+	Receive(ctx context.Context, max int, wait time.Duration) ([]*queue.Message, error)
+	Complete(ctx context.Context, m *queue.Message) error
+	Reschedule(ctx context.Context, m *queue.Message, at time.Time) error
+	DeadLetter(ctx context.Context, m *queue.Message, reason, description string) error
+}
+
+// resolver maps a model alias to its targets.
+type resolver interface {
+	Model(alias string) (*route.Model, error)
+}
+
+// forwarder runs a call like the synchronous path.
+type forwarder interface {
+	Forward(w http.ResponseWriter, r *http.Request, m *route.Model, c proxy.Call) proxy.Result
+}
+
+// Gauge tells how busy a model's pool is, 0 (idle) to 1 (full).
+type Gauge interface {
+	Utilization(model string) float64
+}
+
+// Submission is what the HTTP layer hands to Submit.
+type Submission struct {
+	KeyID, Team, App string
+	Req              openai.Request
+	Body             []byte
+	RawQuery         string
+	CallbackURL      string
+	Traceparent      string
+}
+
+// Submit records a queued job and enqueues its request. If the queue
+// refuses it, the job is marked failed and the caller gets a 503.
+func Submit(ctx context.Context, st *Store, q sender, s Submission) (*Job, error) {
+	if s.CallbackURL != "" {
+		u, err := url.Parse(s.CallbackURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, httperr.BadRequest("invalid_callback", "The callback URL must be an absolute http(s) URL.")
+		}
+	}
+	j := &Job{ID: newID(), KeyID: s.KeyID, Team: s.Team, App: s.App, Model: s.Req.Model, Op: string(s.Req.Op), CallbackURL: s.CallbackURL}
+	if err := st.Create(ctx, j); err != nil {
+		return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "job_store_unavailable", "The gateway cannot record the job right now. Retry shortly.")
+	}
+	style := "v1"
+	if s.Req.Style == openai.StyleDeployment {
+		style = "deployment"
+	}
+	err := q.Send(ctx, queue.Outgoing{ID: j.ID, Body: s.Body, Properties: map[string]string{
+		"key": s.KeyID, "op": string(s.Req.Op), "style": style, "model": s.Req.Model,
+		"query": s.RawQuery, "traceparent": s.Traceparent,
+	}})
+	if err != nil {
+		_, _, _ = st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool {
+			j.Status, j.Error = StatusFailed, "could not enqueue the request"
+			return true
+		})
+		return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "queue_unavailable", "The gateway cannot queue the request right now. Retry shortly.")
+	}
+	return j, nil
+}
+
+// DrainOptions tune a drain round. Zero values take the defaults noted.
+type DrainOptions struct {
+	// Target utilization: jobs run only while their pool is below it. Default 0.7.
+	Target float64
+	// RoundTimeout bounds one round, well inside the Functions timeout. Default 4m.
+	RoundTimeout time.Duration
+	// MaxPerRound caps the messages one round takes. Default 500.
+	MaxPerRound int
+	// Concurrency is how many jobs run at once. Default 4.
+	Concurrency int
+	// MaxAttempts before a job fails for good on transient errors. Default 5.
+	MaxAttempts int
+	// BusyDelay is how long a job waits again when its pool is busy. Default 10s.
+	BusyDelay time.Duration
+	// CallbackSecret signs callbacks (HMAC-SHA256); empty sends none signed.
+	CallbackSecret string
+	// CallbackClient sends callbacks. Default: 10 s timeout.
+	CallbackClient *http.Client
+}
+
+// Drainer runs queued jobs.
+type Drainer struct {
+	st     *Store
+	q      consumer
+	models resolver
+	fwd    forwarder
+	gauge  Gauge
+	log    *slog.Logger
+	opt    DrainOptions
+	now    func() time.Time
+	// OnDone, when set, is told about each finished attempt that reached a
+	// backend (for usage, class batch). It may be called more than once for
+	// a job only if the job ran more than once; usage rows keyed by job id
+	// make that harmless.
+	OnDone func(ctx context.Context, j *Job, res proxy.Result)
+}
+
+// NewDrainer builds a drainer; it starts nothing.
+func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, gauge Gauge, log *slog.Logger, opt DrainOptions) *Drainer {
+	if opt.Target <= 0 {
+		opt.Target = 0.7
+	}
+	if opt.RoundTimeout <= 0 {
+		opt.RoundTimeout = 4 * time.Minute
+	}
+	if opt.MaxPerRound <= 0 {
+		opt.MaxPerRound = 500
+	}
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = 4
+	}
+	if opt.MaxAttempts <= 0 {
+		opt.MaxAttempts = 5
+	}
+	if opt.BusyDelay <= 0 {
+		opt.BusyDelay = 10 * time.Second
+	}
+	if opt.CallbackClient == nil {
+		opt.CallbackClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &Drainer{st: st, q: q, models: models, fwd: fwd, gauge: gauge, log: log, opt: opt, now: st.now}
+}
+
+// RoundStats says what a round did.
+type RoundStats struct {
+	Received, Succeeded, Failed, Rescheduled, Skipped int
+	StoppedBy                                         string
+}
+
+func (s RoundStats) String() string {
+	return fmt.Sprintf("drain: received %d, succeeded %d, failed %d, rescheduled %d, skipped %d; stopped: %s",
+		s.Received, s.Succeeded, s.Failed, s.Rescheduled, s.Skipped, s.StoppedBy)
+}
+
+// errStop ends a round early (a backend said 429).
+var errStop = errors.New("stop round")
+
+// Drain runs one round: it receives messages while there is capacity and
+// runs them, up to MaxPerRound, until the queue is empty, a backend
+// throttles, or RoundTimeout passes.
+func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opt.RoundTimeout)
+	defer cancel()
+	var st RoundStats
+	var mu sync.Mutex
+	stop := false
+	for st.Received < d.opt.MaxPerRound && !stop {
+		if ctx.Err() != nil {
+			st.StoppedBy = "round timeout"
+			return st, nil
+		}
+		n := min(d.opt.Concurrency, d.opt.MaxPerRound-st.Received)
+		msgs, err := d.q.Receive(ctx, n, 200*time.Millisecond)
+		if err != nil {
+			if ctx.Err() != nil {
+				st.StoppedBy = "round timeout"
+				return st, nil
+			}
+			return st, fmt.Errorf("drain: receive: %w", err)
+		}
+		if len(msgs) == 0 {
+			st.StoppedBy = "queue empty"
+			return st, nil
+		}
+		st.Received += len(msgs)
+		var wg sync.WaitGroup
+		for _, m := range msgs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				outcome, err := d.run(ctx, m)
+				mu.Lock()
+				defer mu.Unlock()
+				switch outcome {
+				case "succeeded":
+					st.Succeeded++
+				case "failed":
+					st.Failed++
+				case "rescheduled":
+					st.Rescheduled++
+				default:
+					st.Skipped++
+				}
+				if errors.Is(err, errStop) {
+					stop = true
+					st.StoppedBy = "backend throttled (429)"
+				} else if err != nil {
+					d.log.Warn("drain: job", "job", m.ID, "error", err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if st.StoppedBy == "" {
+		st.StoppedBy = "round limit"
+	}
+	return st, nil
+}
+
+// run processes one message and settles it.
+func (d *Drainer) run(ctx context.Context, m *queue.Message) (string, error) {
+	keyID := m.Properties["key"]
+	j, err := d.st.Get(ctx, keyID, m.ID)
+	if errors.Is(err, ErrNotFound) {
+		return "skipped", d.q.DeadLetter(ctx, m, "JobNotFound", "no job row for this message")
+	}
+	if err != nil {
+		return "skipped", err // lock expires; redelivered later
+	}
+	if j.Status.Terminal() {
+		return "skipped", d.q.Complete(ctx, m) // cancelled, or a duplicate delivery of a finished job
+	}
+	if d.gauge != nil && d.gauge.Utilization(j.Model) >= d.opt.Target {
+		return "rescheduled", d.q.Reschedule(ctx, m, d.now().Add(d.opt.BusyDelay))
+	}
+	m2, err := d.models.Model(j.Model)
+	if err != nil {
+		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "model "+j.Model+" is no longer configured")
+	}
+	// Mark running; a cancel that won the race ends here.
+	j, applied, err := d.st.Update(ctx, keyID, m.ID, func(j *Job) bool {
+		if j.Status.Terminal() {
+			return false
+		}
+		j.Status = StatusRunning
+		j.Attempts++
+		if j.StartedAt.IsZero() {
+			j.StartedAt = d.now().UTC().Truncate(time.Millisecond)
+		}
+		return true
+	})
+	if err != nil {
+		return "skipped", err
+	}
+	if !applied {
+		return "skipped", d.q.Complete(ctx, m)
+	}
+	res, w, err := d.execute(ctx, m, m2)
+	if err != nil {
+		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "invalid request: "+err.Error())
+	}
+	if d.OnDone != nil && res.Backend != "" {
+		d.OnDone(ctx, j, res)
+	}
+	switch {
+	case res.Status >= 200 && res.Status < 300 && res.Complete:
+		return d.finish(ctx, m, j, StatusSucceeded, res.Status, w.Header().Get("Content-Type"), w.body.Bytes(), "")
+	case res.Status == http.StatusTooManyRequests:
+		wait := retryAfter(w.Header())
+		if _, _, err := d.st.Update(ctx, keyID, j.ID, func(j *Job) bool {
+			if j.Status.Terminal() {
+				return false
+			}
+			j.Status = StatusQueued
+			return true
+		}); err != nil {
+			return "skipped", err
+		}
+		if err := d.q.Reschedule(ctx, m, d.now().Add(wait)); err != nil {
+			return "skipped", err
+		}
+		return "rescheduled", errStop
+	case res.Status >= 400 && res.Status < 500 && res.Status != http.StatusRequestTimeout && res.Status != httperrClientClosed:
+		// The backend refused the request itself: retrying will not help.
+		return d.finish(ctx, m, j, StatusFailed, res.Status, w.Header().Get("Content-Type"), w.body.Bytes(), "the backend refused the request")
+	default:
+		// 5xx, 408, a timeout or a cut response: transient.
+		if j.Attempts >= d.opt.MaxAttempts {
+			if err := d.q.DeadLetter(ctx, m, "MaxAttemptsExceeded", fmt.Sprintf("last status %d", res.Status)); err != nil {
+				return "skipped", err
+			}
+			_, _, err := d.st.Update(ctx, keyID, j.ID, func(j *Job) bool {
+				if j.Status.Terminal() {
+					return false
+				}
+				j.Status, j.Error, j.ResultStatus = StatusFailed, fmt.Sprintf("gave up after %d attempts (last status %d)", j.Attempts, res.Status), res.Status
+				j.FinishedAt = d.now().UTC().Truncate(time.Millisecond)
+				return true
+			})
+			return "failed", err
+		}
+		if _, _, err := d.st.Update(ctx, keyID, j.ID, func(j *Job) bool {
+			if j.Status.Terminal() {
+				return false
+			}
+			j.Status = StatusQueued
+			return true
+		}); err != nil {
+			return "skipped", err
+		}
+		backoff := time.Duration(1<<min(j.Attempts, 6)) * time.Second
+		return "rescheduled", d.q.Reschedule(ctx, m, d.now().Add(backoff))
+	}
+}
+
+const httperrClientClosed = httperr.StatusClientClosedRequest
+
+// finish stores the outcome (unless the job is already terminal), then
+// completes the message, then sends the callback. Storing before completing
+// means a crash in between only redelivers a finished job, which is then
+// completed without running again.
+func (d *Drainer) finish(ctx context.Context, m *queue.Message, j *Job, status Status, code int, ctype string, body []byte, msg string) (string, error) {
+	if len(body) > maxResult {
+		body, msg = nil, fmt.Sprintf("result of %d bytes is larger than the %d bytes a job keeps", len(body), maxResult)
+		status = StatusFailed
+	}
+	stored, applied, err := d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool {
+		if j.Status.Terminal() {
+			return false
+		}
+		j.Status, j.ResultStatus, j.ResultContentType, j.ResultBody, j.Error = status, code, ctype, body, msg
+		j.FinishedAt = d.now().UTC().Truncate(time.Millisecond)
+		return true
+	})
+	if err != nil {
+		return "skipped", err
+	}
+	if err := d.q.Complete(ctx, m); err != nil && !errors.Is(err, queue.ErrLockLost) {
+		return string(status), err
+	}
+	if applied && stored.CallbackURL != "" {
+		d.callback(ctx, stored)
+	}
+	if !applied {
+		return "skipped", nil
+	}
+	return string(status), nil
+}
+
+// execute forwards the job's request through the proxy into a buffer.
+func (d *Drainer) execute(ctx context.Context, m *queue.Message, model *route.Model) (proxy.Result, *resultWriter, error) {
+	style := openai.StyleV1
+	if m.Properties["style"] == "deployment" {
+		style = openai.StyleDeployment
+	}
+	op, ok := openai.ParseOp(m.Properties["op"])
+	if !ok {
+		return proxy.Result{}, nil, fmt.Errorf("unknown operation %q", m.Properties["op"])
+	}
+	q, _ := url.ParseQuery(m.Properties["query"])
+	req, err := openai.Parse(op, style, m.Properties["model"], q.Get("api-version"), m.Body)
+	if err != nil {
+		return proxy.Result{}, nil, err
+	}
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+string(op), http.NoBody)
+	if err != nil {
+		return proxy.Result{}, nil, err
+	}
+	if tp := m.Properties["traceparent"]; tp != "" {
+		r.Header.Set("Traceparent", tp)
+	}
+	w := &resultWriter{h: http.Header{}}
+	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: m.Body, RawQuery: m.Properties["query"], RequestID: m.ID})
+	return res, w, nil
+}
+
+// resultWriter is the ResponseWriter a job's answer is written into.
+type resultWriter struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *resultWriter) Header() http.Header { return w.h }
+func (w *resultWriter) WriteHeader(s int) {
+	if w.status == 0 {
+		w.status = s
+	}
+}
+func (w *resultWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.body.Len() <= maxResult { // keep one byte over to detect "too large"
+		w.body.Write(b[:min(len(b), maxResult+1-w.body.Len())])
+	}
+	return len(b), nil
+}
+
+// retryAfter reads retry-after-ms / retry-after; default 5 s.
+func retryAfter(h http.Header) time.Duration {
+	if v, err := strconv.Atoi(h.Get("Retry-After-Ms")); err == nil && v > 0 {
+		return time.Duration(v) * time.Millisecond
+	}
+	if v, err := strconv.Atoi(h.Get("Retry-After")); err == nil && v > 0 {
+		return time.Duration(v) * time.Second
+	}
+	return 5 * time.Second
+}
+
+// Callback is the body POSTed to a job's callback URL.
+type Callback struct {
+	ID           string `json:"id"`
+	Status       Status `json:"status"`
+	ResultStatus int    `json:"result_status,omitempty"`
+	Error        string `json:"error,omitempty"`
+	// Location is where the full result can be read.
+	Location string `json:"location"`
+}
+
+// SignatureHeader carries "sha256=<hex HMAC-SHA256 of the body>".
+const SignatureHeader = "X-Gateway-Signature"
+
+// Sign returns the signature header value for body.
+func Sign(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// callback notifies the job's URL, retrying a few times. The result is
+// already stored, so a failed callback loses nothing: the state is recorded
+// on the job and the client can still poll.
+func (d *Drainer) callback(ctx context.Context, j *Job) {
+	body, _ := json.Marshal(Callback{ID: j.ID, Status: j.Status, ResultStatus: j.ResultStatus, Error: j.Error, Location: "/jobs/" + j.ID})
+	state := ""
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				state = "failed: " + ctx.Err().Error()
+				try = 3
+				continue
+			case <-time.After(time.Duration(try) * 500 * time.Millisecond):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.CallbackURL, bytes.NewReader(body))
+		if err != nil {
+			state = "failed: " + err.Error()
+			break
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if d.opt.CallbackSecret != "" {
+			req.Header.Set(SignatureHeader, Sign(d.opt.CallbackSecret, body))
+		}
+		resp, err := d.opt.CallbackClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				state = "delivered"
+				break
+			}
+			state = "failed: status " + strconv.Itoa(resp.StatusCode)
+		} else {
+			state = "failed: " + strings.TrimSpace(err.Error())
+		}
+	}
+	_, _, _ = d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool { j.CallbackState = state; return true })
+}
