@@ -1,0 +1,512 @@
+package quota
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/openai"
+	"github.com/foundry-gateway/gateway/internal/store"
+	"github.com/foundry-gateway/gateway/internal/usage"
+)
+
+// Error codes of refused requests.
+const (
+	CodeRateLimit   = "rate_limit_exceeded"
+	CodeMonthly     = "monthly_budget_exceeded"
+	CodeUnavailable = "quota_unavailable"
+)
+
+// Clock tells the limiter the time.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now implements [Clock].
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Estimate is what admission reserves for a request.
+type Estimate struct {
+	// Tokens: prompt estimate plus the requested (or default) output.
+	Tokens int64
+}
+
+// Limiter admits requests against RPM, TPM and monthly token limits shared
+// by every gateway instance through the Counters table. Admit and Settle
+// work in memory only; Run syncs with the table. Safe for concurrent use.
+type Limiter struct {
+	counters store.Table
+	ovTable  *Overrides
+	cfg      config.LimitsConfig
+	clock    Clock
+	log      *slog.Logger
+	instance string
+
+	window time.Duration
+
+	overrides atomic.Pointer[map[Subject]Override]
+	// live is the number of gateway instances seen by the last heartbeat
+	// (at least 1): the share divisor for subjects with no history here.
+	live atomic.Int64
+	// down is set while the Counters table does not answer.
+	down atomic.Bool
+
+	mu       sync.Mutex
+	subjects map[Subject]*subjectState
+
+	healthMu               sync.Mutex
+	downSince, lastDownLog time.Time
+}
+
+// counter is this instance's view of one subject in one window (a rate
+// window or a month).
+type counter struct {
+	rk         string // RowKey prefix: the window
+	start, end time.Time
+	month      bool
+
+	// tokens, requests: this instance's cumulative count in the window:
+	// settled usage plus the estimates of requests still in flight.
+	tokens, requests int64
+	// pushedTokens, pushedRequests: what our row in the table holds.
+	pushedTokens, pushedRequests int64
+	// othersTokens, othersRequests: the other instances' rows at the last read.
+	othersTokens, othersRequests int64
+	// atReadTokens, atReadRequests: our own count at the last read; what we
+	// admitted since is the share heuristic's "since".
+	atReadTokens, atReadRequests int64
+	// writers: instances counting in this window (us included), at least
+	// the floor carried from the previous window.
+	writers  int64
+	inflight int
+}
+
+type subjectState struct {
+	subject Subject
+	pk      string
+	wins    []*counter // rate windows, oldest first
+	months  []*counter
+}
+
+// New returns a Limiter over the Counters table and the Limits (overrides)
+// table. It starts nothing: call Run for the sync loop and Flush on
+// shutdown. cfg must have its defaults applied (config.Parse does it).
+func New(counters, limits store.Table, cfg config.LimitsConfig, clock Clock, logger *slog.Logger) *Limiter {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var id [6]byte
+	_, _ = crand.Read(id[:])
+	l := &Limiter{
+		counters: counters,
+		ovTable:  NewOverrides(limits),
+		cfg:      cfg,
+		clock:    clock,
+		log:      logger,
+		instance: hex.EncodeToString(id[:]),
+		window:   cfg.Window.D(),
+		subjects: map[Subject]*subjectState{},
+	}
+	empty := map[Subject]Override{}
+	l.overrides.Store(&empty)
+	l.live.Store(1)
+	return l
+}
+
+// InstanceID names this instance's rows in the Counters table.
+func (l *Limiter) InstanceID() string { return l.instance }
+
+// Overrides returns the override store (for the CLI and admin API).
+func (l *Limiter) Overrides() *Overrides { return l.ovTable }
+
+// Estimate is what to reserve for req whose prompt was estimated at
+// promptTokens: embeddings count their input only; other operations add
+// max output (or limits.defaultMaxOutput) times n.
+func (l *Limiter) Estimate(req openai.Request, promptTokens int64) Estimate {
+	if req.Op == openai.OpEmbeddings {
+		return Estimate{Tokens: promptTokens}
+	}
+	out := req.MaxOutput
+	if out <= 0 {
+		out = l.cfg.DefaultMaxOutput
+	}
+	n := req.N
+	if n < 1 {
+		n = 1
+	}
+	return Estimate{Tokens: promptTokens + out*n}
+}
+
+// Limits returns the limits that apply to s now: the configuration
+// (teams.<id> or defaults.<kind>) with any override from the Limits table.
+func (l *Limiter) Limits(s Subject) config.Limit {
+	var base config.Limit
+	switch s.Kind {
+	case KindKey:
+		base = l.cfg.Defaults.Key
+	case KindApp:
+		base = l.cfg.Defaults.App
+	case KindTeam:
+		if t, ok := l.cfg.Teams[s.ID]; ok {
+			base = t
+		} else {
+			base = l.cfg.Defaults.Team
+		}
+	}
+	if o, ok := (*l.overrides.Load())[s]; ok {
+		base = o.apply(base)
+	}
+	return base
+}
+
+// Ticket is one admitted request's reservation. Settle it exactly once
+// when the response (or stream) ends.
+type Ticket struct {
+	l       *Limiter
+	est     int64
+	settled atomic.Bool
+	charges []charge
+	buf     [3]charge
+
+	// The tightest subject's figures, after this request, for the headers.
+	limitRequests, remainingRequests int64
+	limitTokens, remainingTokens     int64
+}
+
+type charge struct {
+	win, month *counter // nil when that limit is unlimited
+}
+
+// Admit checks a request against the limits of every subject (all must
+// pass) and reserves est on success. It never touches the table. A refusal
+// is an *httperr.Error: 429 rate_limit_exceeded with RetryAfter (until the
+// window ends, or until the next sync when only this instance's share is
+// used up), the monthly budget's status with monthly_budget_exceeded, or
+// 503 when failMode is closed and the Counters table is unreachable.
+// Subjects without any limit are not counted.
+func (l *Limiter) Admit(ctx context.Context, subjects []Subject, est Estimate) (*Ticket, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, httperr.Wrap(err, httperr.StatusClientClosedRequest, "client_closed_request", "the client went away")
+	}
+	now := l.clock.Now()
+	need := max(est.Tokens, 0)
+	t := &Ticket{l: l, est: need, limitRequests: -1, limitTokens: -1}
+	t.charges = t.buf[:0]
+
+	var lims [8]config.Limit
+	limits := lims[:0]
+	any := false
+	for _, s := range subjects {
+		lim := l.Limits(s)
+		limits = append(limits, lim)
+		if lim != (config.Limit{}) {
+			any = true
+		}
+	}
+	if !any {
+		return t, nil
+	}
+	if l.cfg.FailMode == config.FailClosed && l.down.Load() {
+		e := httperr.New(http.StatusServiceUnavailable, CodeUnavailable,
+			"Rate limits cannot be checked right now; retry shortly.")
+		e.RetryAfter = l.cfg.SyncInterval.D()
+		return nil, e
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, s := range subjects {
+		lim := limits[i]
+		if lim == (config.Limit{}) {
+			continue
+		}
+		st := l.state(s)
+		var c charge
+		if lim.RPM > 0 || lim.TPM > 0 {
+			w := st.current(now, l.window, false, l.live.Load())
+			if lim.RPM > 0 {
+				if ok, shareOnly := fits(lim.RPM, w.othersRequests, w.requests, w.atReadRequests, w.writers, 1); !ok {
+					return nil, l.refuse(s, "requests", lim.RPM, w, now, shareOnly)
+				}
+			}
+			if lim.TPM > 0 {
+				if ok, shareOnly := fits(lim.TPM, w.othersTokens, w.tokens, w.atReadTokens, w.writers, need); !ok {
+					return nil, l.refuse(s, "tokens", lim.TPM, w, now, shareOnly)
+				}
+			}
+			c.win = w
+		}
+		if lim.MonthlyTokens > 0 {
+			m := st.current(now, 0, true, l.live.Load())
+			if ok, shareOnly := fits(lim.MonthlyTokens, m.othersTokens, m.tokens, m.atReadTokens, m.writers, need); !ok {
+				if shareOnly {
+					return nil, l.refuse(s, "monthly tokens", lim.MonthlyTokens, m, now, true)
+				}
+				e := httperr.New(l.cfg.MonthlyExceeded, CodeMonthly, fmt.Sprintf(
+					"The monthly token budget of %s %s (%d tokens) is used up; it resets at %s.",
+					s.Kind, s.ID, lim.MonthlyTokens, m.end.Format(time.RFC3339)))
+				e.RetryAfter = m.end.Sub(now)
+				return nil, e
+			}
+			c.month = m
+		}
+		t.charges = append(t.charges, c)
+	}
+	// Every subject passed: reserve.
+	for _, c := range t.charges {
+		if w := c.win; w != nil {
+			w.requests++
+			w.tokens += need
+			w.inflight++
+		}
+		if m := c.month; m != nil {
+			m.requests++
+			m.tokens += need
+			m.inflight++
+		}
+	}
+	// Header figures: the tightest subject per dimension.
+	ci := 0
+	for i := range subjects {
+		lim := limits[i]
+		if lim == (config.Limit{}) {
+			continue
+		}
+		c := t.charges[ci]
+		ci++
+		if c.win == nil {
+			continue
+		}
+		if lim.RPM > 0 {
+			rem := max(lim.RPM-c.win.othersRequests-c.win.requests, 0)
+			if t.limitRequests < 0 || rem < t.remainingRequests {
+				t.limitRequests, t.remainingRequests = lim.RPM, rem
+			}
+		}
+		if lim.TPM > 0 {
+			rem := max(lim.TPM-c.win.othersTokens-c.win.tokens, 0)
+			if t.limitTokens < 0 || rem < t.remainingTokens {
+				t.limitTokens, t.remainingTokens = lim.TPM, rem
+			}
+		}
+	}
+	return t, nil
+}
+
+// fits reports whether need more fits under limit given the other
+// instances' total at the last read, our own count, our own count at the
+// last read and the number of instances counting. Beyond the global check
+// it applies the local share: since the last read this instance may take
+// at most (remaining at that read) / (2 × writers) (all of it when alone). The read misses what the
+// others admitted since their last push (up to one share each), so shares
+// of two successive intervals are in flight at once; halving keeps their
+// sum under the remainder. The remainder still shrinks geometrically, so the
+// limit is reached within a few sync intervals under load. A request
+// larger than limit/writers could never fit a share; it is admitted as the
+// first request after a read if it fits globally, so big requests are not
+// starved (each instance may then overshoot by one such request).
+// shareOnly reports a refusal by the share alone.
+func fits(limit, others, mine, mineAtRead, writers, need int64) (ok, shareOnly bool) {
+	if others+mine+need > limit {
+		return false, false
+	}
+	n := max(writers, 1)
+	since := mine - mineAtRead
+	if since <= 0 && need > limit/n {
+		return true, false
+	}
+	rem := limit - others - mineAtRead
+	div := 2 * n
+	if n == 1 {
+		div = 1 // alone: nobody's admissions are unseen
+	}
+	share := rem / div
+	if max(since, 0)+need <= share {
+		return true, false
+	}
+	// End game: the share is smaller than one request but the remainder
+	// still holds it. Take it with probability rem / (2 × writers × need),
+	// so that together the instances take about half of it per interval
+	// instead of leaving it unused (or all taking it at once).
+	if since <= 0 && need > 0 && rand.Float64()*float64(div*need) < float64(rem) {
+		return true, false
+	}
+	return false, true
+}
+
+func (l *Limiter) refuse(s Subject, what string, limit int64, c *counter, now time.Time, shareOnly bool) error {
+	retry := c.end.Sub(now)
+	if shareOnly {
+		retry = min(retry, l.cfg.SyncInterval.D())
+	}
+	per := "per " + l.window.String()
+	if l.window == time.Minute {
+		per = "per minute"
+	}
+	if c.month {
+		per = "this month"
+	}
+	e := httperr.New(http.StatusTooManyRequests, CodeRateLimit, fmt.Sprintf(
+		"Rate limit exceeded: %s %s is limited to %d %s %s. Retry after %d ms.",
+		s.Kind, s.ID, limit, what, per, retry.Milliseconds()))
+	e.RetryAfter = max(retry, time.Millisecond)
+	return e
+}
+
+// state returns the state of s, creating it. l.mu must be held.
+func (l *Limiter) state(s Subject) *subjectState {
+	st := l.subjects[s]
+	if st == nil {
+		st = &subjectState{subject: s, pk: s.partitionKey()}
+		l.subjects[s] = st
+	}
+	return st
+}
+
+// current returns the counter of the window (or month) holding now,
+// creating it. live is the instance count for a subject with no history.
+func (st *subjectState) current(now time.Time, w time.Duration, month bool, live int64) *counter {
+	list := &st.wins
+	var start, end time.Time
+	var rk string
+	if month {
+		list = &st.months
+		start = monthStart(now)
+		end = start.AddDate(0, 1, 0)
+	} else {
+		start = windowStart(now, w)
+		end = start.Add(w)
+	}
+	if n := len(*list); n > 0 {
+		last := (*list)[n-1]
+		if last.start.Equal(start) {
+			return last
+		}
+		if last.start.After(start) { // the clock went back: stay in the newest window
+			return last
+		}
+	}
+	if month {
+		rk = monthKey(start)
+	} else {
+		rk = windowKey(start, w)
+	}
+	floor := max(live, 1)
+	if n := len(*list); n > 0 {
+		floor = max((*list)[n-1].writers, 1)
+	}
+	c := &counter{rk: rk, start: start, end: end, month: month, writers: floor}
+	*list = append(*list, c)
+	return c
+}
+
+// Settle corrects the reservation with the truth: tokens is the usage the
+// backend reported (prompt + completion), possibly 0 for a failed call,
+// possibly more or less than the estimate. ok says whether the call
+// succeeded; the request counts for RPM either way, and the tokens charged
+// are tokens either way. Settling twice does nothing.
+func (t *Ticket) Settle(tokens int64, ok bool) {
+	_ = ok
+	if t == nil || !t.settled.CompareAndSwap(false, true) || len(t.charges) == 0 {
+		return
+	}
+	delta := max(tokens, 0) - t.est
+	t.l.mu.Lock()
+	for _, c := range t.charges {
+		if w := c.win; w != nil {
+			w.tokens += delta
+			w.inflight--
+		}
+		if m := c.month; m != nil {
+			m.tokens += delta
+			m.inflight--
+		}
+	}
+	t.l.mu.Unlock()
+}
+
+// SettleUsage is Settle with the usage the gateway extracted: the reported
+// total (prompt + completion when the total is missing). When the backend
+// reported nothing (a stream cut before its usage chunk) the estimate is
+// kept, as the tokens were most likely used.
+func (t *Ticket) SettleUsage(u usage.Usage) {
+	if t == nil {
+		return
+	}
+	if !u.Reported {
+		t.Settle(t.est, false)
+		return
+	}
+	n := u.TotalTokens
+	if n == 0 {
+		n = u.PromptTokens + u.CompletionTokens
+	}
+	t.Settle(n, true)
+}
+
+// Header names set on every response (as Azure OpenAI does).
+const (
+	HeaderLimitRequests     = "x-ratelimit-limit-requests"
+	HeaderLimitTokens       = "x-ratelimit-limit-tokens"
+	HeaderRemainingRequests = "x-ratelimit-remaining-requests"
+	HeaderRemainingTokens   = "x-ratelimit-remaining-tokens"
+)
+
+// SetHeaders sets the x-ratelimit-* headers of the tightest subject (per
+// dimension) as of admission. Nothing is set for unlimited dimensions.
+func (t *Ticket) SetHeaders(h http.Header) {
+	if t == nil {
+		return
+	}
+	if t.limitRequests >= 0 {
+		h.Set(HeaderLimitRequests, strconv.FormatInt(t.limitRequests, 10))
+		h.Set(HeaderRemainingRequests, strconv.FormatInt(t.remainingRequests, 10))
+	}
+	if t.limitTokens >= 0 {
+		h.Set(HeaderLimitTokens, strconv.FormatInt(t.limitTokens, 10))
+		h.Set(HeaderRemainingTokens, strconv.FormatInt(t.remainingTokens, 10))
+	}
+}
+
+// SetHeaders sets the x-ratelimit-* headers for subjects without admitting
+// anything: for refused requests (429), which must carry them too.
+func (l *Limiter) SetHeaders(h http.Header, subjects []Subject) {
+	now := l.clock.Now()
+	t := Ticket{limitRequests: -1, limitTokens: -1}
+	l.mu.Lock()
+	for _, s := range subjects {
+		lim := l.Limits(s)
+		if lim.RPM == 0 && lim.TPM == 0 {
+			continue
+		}
+		w := l.state(s).current(now, l.window, false, l.live.Load())
+		if lim.RPM > 0 {
+			rem := max(lim.RPM-w.othersRequests-w.requests, 0)
+			if t.limitRequests < 0 || rem < t.remainingRequests {
+				t.limitRequests, t.remainingRequests = lim.RPM, rem
+			}
+		}
+		if lim.TPM > 0 {
+			rem := max(lim.TPM-w.othersTokens-w.tokens, 0)
+			if t.limitTokens < 0 || rem < t.remainingTokens {
+				t.limitTokens, t.remainingTokens = lim.TPM, rem
+			}
+		}
+	}
+	l.mu.Unlock()
+	t.SetHeaders(h)
+}
