@@ -1,0 +1,191 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/store"
+)
+
+// Table names (before the store's TablePrefix).
+const (
+	EventsTable = "UsageEvents"
+	DailyTable  = "UsageDaily"
+	IndexTable  = "UsageIndex"
+	DirtyTable  = "UsageDirty"
+)
+
+// Class is the service class of a call.
+type Class string
+
+// Classes.
+const (
+	ClassInteractive Class = "interactive"
+	ClassBatch       Class = "batch"
+)
+
+// Source says where an event's token counts come from.
+type Source string
+
+// Sources.
+const (
+	// SourceReported: the backend reported the usage.
+	SourceReported Source = "reported"
+	// SourceEstimated: the backend reported none (a stream cut before its
+	// usage chunk); the gateway counted the prompt and the streamed text.
+	SourceEstimated Source = "estimated"
+	// SourceNone: the call failed before any output and the backend reported
+	// no usage (a 429, a 5xx, a connection error); the tokens are zero.
+	SourceNone Source = "none"
+)
+
+// Event is one UsageEvents row: one completed call.
+type Event struct {
+	Time       time.Time `json:"time"`
+	RequestID  string    `json:"requestId"`
+	KeyID      string    `json:"keyId"`
+	Team       string    `json:"team"`
+	App        string    `json:"app"`
+	Model      string    `json:"model"`
+	Operation  string    `json:"operation"`
+	Backend    string    `json:"backend"`
+	Deployment string    `json:"deployment"`
+	Region     string    `json:"region"`
+	Class      Class     `json:"class"`
+	Status     int       `json:"status"`
+	Stream     bool      `json:"stream"`
+	LatencyMs  int64     `json:"latencyMs"`
+
+	PromptTokens     int64 `json:"promptTokens"`
+	CachedTokens     int64 `json:"cachedTokens"`
+	CompletionTokens int64 `json:"completionTokens"`
+	ReasoningTokens  int64 `json:"reasoningTokens"`
+	TotalTokens      int64 `json:"totalTokens"`
+
+	Cost        float64 `json:"cost"`
+	Currency    string  `json:"currency"`
+	UsageSource Source  `json:"usageSource"`
+}
+
+// Day is the UTC date of t as yyyy-mm-dd.
+func Day(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+
+// PartitionKey is the event's UsageEvents partition: "yyyy-mm-dd|team".
+func (e Event) PartitionKey() string { return Day(e.Time) + "|" + EncodeKey(e.Team) }
+
+// RowKey is the event's UsageEvents row: the request id.
+func (e Event) RowKey() string { return EncodeKey(e.RequestID) }
+
+// EncodeKey makes s safe as (part of) a Table Storage key: the characters
+// Azure refuses in keys (/ \ # ? and control characters), the separator |
+// and % itself are written as %XX. Ordinary team, app and model names are
+// unchanged. The columns keep the original text.
+func EncodeKey(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '/' || c == '\\' || c == '#' || c == '?' || c == '|' || c == '%' || c == '\'' || c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	// U+0080–U+009F are control characters too; percent-encode their UTF-8.
+	out := b.String()
+	if strings.ContainsFunc(out, func(r rune) bool { return r >= 0x80 && r <= 0x9f }) {
+		var o strings.Builder
+		for _, r := range out {
+			if r >= 0x80 && r <= 0x9f {
+				for _, c := range []byte(string(r)) {
+					fmt.Fprintf(&o, "%%%02X", c)
+				}
+				continue
+			}
+			o.WriteRune(r)
+		}
+		out = o.String()
+	}
+	return out
+}
+
+// entity is the UsageEvents row of e.
+func (e Event) entity() store.Entity {
+	return store.Entity{PartitionKey: e.PartitionKey(), RowKey: e.RowKey(), Props: map[string]any{
+		"Time": e.Time.UTC(), "RequestId": e.RequestID, "KeyId": e.KeyID, "Team": e.Team, "App": e.App,
+		"Model": e.Model, "Operation": e.Operation, "Backend": e.Backend, "Deployment": e.Deployment,
+		"Region": e.Region, "Class": string(e.Class), "Status": int64(e.Status), "Stream": e.Stream,
+		"LatencyMs": e.LatencyMs, "PromptTokens": e.PromptTokens, "CachedTokens": e.CachedTokens,
+		"CompletionTokens": e.CompletionTokens, "ReasoningTokens": e.ReasoningTokens,
+		"TotalTokens": e.TotalTokens, "Cost": e.Cost, "Currency": e.Currency,
+		"UsageSource": string(e.UsageSource),
+	}}
+}
+
+// eventFrom reads a UsageEvents row.
+func eventFrom(en store.Entity) Event {
+	p := props(en.Props)
+	return Event{
+		Time: p.time("Time"), RequestID: p.str("RequestId"), KeyID: p.str("KeyId"), Team: p.str("Team"),
+		App: p.str("App"), Model: p.str("Model"), Operation: p.str("Operation"), Backend: p.str("Backend"),
+		Deployment: p.str("Deployment"), Region: p.str("Region"), Class: Class(p.str("Class")),
+		Status: int(p.i64("Status")), Stream: p.bool("Stream"), LatencyMs: p.i64("LatencyMs"),
+		PromptTokens: p.i64("PromptTokens"), CachedTokens: p.i64("CachedTokens"),
+		CompletionTokens: p.i64("CompletionTokens"), ReasoningTokens: p.i64("ReasoningTokens"),
+		TotalTokens: p.i64("TotalTokens"), Cost: p.f64("Cost"), Currency: p.str("Currency"),
+		UsageSource: Source(p.str("UsageSource")),
+	}
+}
+
+type props map[string]any
+
+func (p props) str(k string) string { s, _ := p[k].(string); return s }
+func (p props) bool(k string) bool  { b, _ := p[k].(bool); return b }
+func (p props) time(k string) time.Time {
+	t, _ := p[k].(time.Time)
+	return t
+}
+func (p props) i64(k string) int64 {
+	switch v := p[k].(type) {
+	case int64:
+		return v
+	case int32:
+		return int64(v)
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+func (p props) f64(k string) float64 {
+	switch v := p[k].(type) {
+	case float64:
+		return v
+	case int64:
+		return float64(v)
+	}
+	return 0
+}
+
+// Tables are the ledger's tables.
+type Tables struct {
+	Events, Daily, Index, Dirty store.Table
+}
+
+// OpenTables opens (creating when missing) the ledger's tables, with the
+// store's table prefix.
+func OpenTables(ctx context.Context, st store.Store, prefix string) (Tables, error) {
+	var t Tables
+	for _, x := range []struct {
+		name string
+		dst  *store.Table
+	}{{EventsTable, &t.Events}, {DailyTable, &t.Daily}, {IndexTable, &t.Index}, {DirtyTable, &t.Dirty}} {
+		tb, err := st.Table(ctx, prefix+x.name)
+		if err != nil {
+			return Tables{}, fmt.Errorf("ledger: open %s: %w", prefix+x.name, err)
+		}
+		*x.dst = tb
+	}
+	return t, nil
+}

@@ -1,0 +1,152 @@
+package ledger
+
+import (
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/usage"
+)
+
+// Price is what a model alias costs per million tokens.
+type Price struct {
+	Input, CachedInput, Output float64
+	Currency                   string
+}
+
+// Tokens are the counts a cost is computed from. CachedTokens are part of
+// PromptTokens; ReasoningTokens are part of CompletionTokens and are not
+// charged again.
+type Tokens struct {
+	Prompt, Cached, Completion int64
+}
+
+// Cost is (prompt−cached)×input + cached×cachedInput + completion×output,
+// per million tokens, less discount (a fraction: 0.5 halves the cost).
+// Cached tokens above the prompt count are taken as the prompt count.
+func Cost(p Price, t Tokens, discount float64) float64 {
+	cached := min(max(t.Cached, 0), max(t.Prompt, 0))
+	uncached := max(t.Prompt, 0) - cached
+	c := (float64(uncached)*p.Input + float64(cached)*p.CachedInput + float64(max(t.Completion, 0))*p.Output) / 1e6
+	if discount > 0 {
+		c *= 1 - discount
+	}
+	return c
+}
+
+// counter counts the tokens of a text for a model (tokens.Counter adapted
+// with CounterFunc). Count must be safe for concurrent use.
+type counter interface {
+	Count(model, text string) int
+}
+
+// CounterFunc adapts a function to the counter Pricing uses.
+type CounterFunc func(model, text string) int
+
+// Count implements [counter].
+func (f CounterFunc) Count(model, text string) int { return f(model, text) }
+
+// bytesQuarter is the fallback counter: about four bytes per token.
+type bytesQuarter struct{}
+
+func (bytesQuarter) Count(_, text string) int { return (len(text) + 3) / 4 }
+
+// Pricing turns finished calls into priced events.
+type Pricing struct {
+	prices   map[string]Price
+	discount float64
+	counter  counter
+}
+
+// NewPricing returns a Pricing with prices by model alias, the batch
+// discount (a fraction), and the counter used to estimate the tokens of a
+// call whose usage the backend did not report (nil: about 4 bytes per token).
+func NewPricing(prices map[string]Price, batchDiscount float64, c counter) *Pricing {
+	if c == nil {
+		c = bytesQuarter{}
+	}
+	return &Pricing{prices: prices, discount: batchDiscount, counter: c}
+}
+
+// PricesFromConfig returns the configured price of every alias that has one.
+// A price without cachedInput charges cached tokens at the input price.
+func PricesFromConfig(c config.Config) map[string]Price {
+	out := map[string]Price{}
+	for alias, m := range c.Models {
+		if m.Price != nil {
+			p := Price{Input: m.Price.Input, CachedInput: m.Price.CachedInput, Output: m.Price.Output, Currency: m.Price.Currency}
+			if p.CachedInput == 0 {
+				p.CachedInput = p.Input
+			}
+			out[alias] = p
+		}
+	}
+	return out
+}
+
+// Call is what the gateway knows about a finished call.
+type Call struct {
+	Time       time.Time
+	RequestID  string
+	KeyID      string
+	Team       string
+	App        string
+	Model      string
+	Op         string
+	Backend    string
+	Deployment string
+	Region     string
+	Class      Class // default interactive
+	Stream     bool
+	Status     int
+	Latency    time.Duration
+	Usage      usage.Usage
+	// Text is the completion text streamed to the client (proxy.Result.Text);
+	// it is counted when the backend reported no usage.
+	Text string
+	// PromptEstimate is the gateway's count of the request's prompt tokens,
+	// used when the backend reported no usage.
+	PromptEstimate int64
+}
+
+// Event prices a finished call. When the backend reported usage it is used
+// as is (UsageSource reported). Otherwise, if the call produced output or
+// succeeded, the prompt estimate and the counted text are used (estimated);
+// a call that failed without output costs nothing (none).
+func (p *Pricing) Event(c Call) Event {
+	e := Event{
+		Time: c.Time.UTC(), RequestID: c.RequestID, KeyID: c.KeyID, Team: c.Team, App: c.App,
+		Model: c.Model, Operation: c.Op, Backend: c.Backend, Deployment: c.Deployment, Region: c.Region,
+		Class: c.Class, Status: c.Status, Stream: c.Stream, LatencyMs: c.Latency.Milliseconds(),
+	}
+	if e.Class == "" {
+		e.Class = ClassInteractive
+	}
+	switch u := c.Usage; {
+	case u.Reported:
+		e.PromptTokens, e.CachedTokens = u.PromptTokens, u.CachedTokens
+		e.CompletionTokens, e.ReasoningTokens = u.CompletionTokens, u.ReasoningTokens
+		e.TotalTokens = u.TotalTokens
+		if e.TotalTokens == 0 {
+			e.TotalTokens = e.PromptTokens + e.CompletionTokens
+		}
+		e.UsageSource = SourceReported
+	case c.Text != "" || (c.Status >= 200 && c.Status < 300):
+		e.PromptTokens = c.PromptEstimate
+		if c.Text != "" {
+			e.CompletionTokens = int64(p.counter.Count(c.Model, c.Text))
+		}
+		e.TotalTokens = e.PromptTokens + e.CompletionTokens
+		e.UsageSource = SourceEstimated
+	default:
+		e.UsageSource = SourceNone
+	}
+	if pr, ok := p.prices[c.Model]; ok {
+		d := 0.0
+		if e.Class == ClassBatch {
+			d = p.discount
+		}
+		e.Cost = Cost(pr, Tokens{Prompt: e.PromptTokens, Cached: e.CachedTokens, Completion: e.CompletionTokens}, d)
+		e.Currency = pr.Currency
+	}
+	return e
+}

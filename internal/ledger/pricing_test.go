@@ -1,0 +1,92 @@
+package ledger
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/usage"
+)
+
+func TestCost(t *testing.T) {
+	p := Price{Input: 0.15, CachedInput: 0.075, Output: 0.60, Currency: "USD"}
+	tests := []struct {
+		name     string
+		tokens   Tokens
+		discount float64
+		want     float64
+	}{
+		{"zero", Tokens{}, 0, 0},
+		{"prompt only", Tokens{Prompt: 1_000_000}, 0, 0.15},
+		{"completion only", Tokens{Completion: 1_000_000}, 0, 0.60},
+		{"cached part of prompt", Tokens{Prompt: 1_000_000, Cached: 400_000}, 0, 0.6*0.15 + 0.4*0.075},
+		{"all three", Tokens{Prompt: 2000, Cached: 1000, Completion: 500}, 0, (1000*0.15 + 1000*0.075 + 500*0.60) / 1e6},
+		{"cached above prompt is capped", Tokens{Prompt: 100, Cached: 500}, 0, 100 * 0.075 / 1e6},
+		{"batch half price", Tokens{Prompt: 1_000_000, Completion: 1_000_000}, 0.5, 0.375},
+		{"negative counts are zero", Tokens{Prompt: -5, Completion: -5}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Cost(p, tt.tokens, tt.discount); math.Abs(got-tt.want) > 1e-12 {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPricingEvent(t *testing.T) {
+	prices := map[string]Price{"gpt-4o-mini": {Input: 1, CachedInput: 0.5, Output: 2, Currency: "EUR"}}
+	pr := NewPricing(prices, 0.5, CounterFunc(func(_, text string) int { return len(text) }))
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		call       Call
+		wantSource Source
+		wantP      int64
+		wantC      int64
+		wantCost   float64
+		wantCur    string
+	}{
+		{"reported", Call{Model: "gpt-4o-mini", Status: 200, Usage: usage.Usage{PromptTokens: 100, CachedTokens: 40, CompletionTokens: 10, TotalTokens: 110, Reported: true}},
+			SourceReported, 100, 10, (60*1 + 40*0.5 + 10*2) / 1e6, "EUR"},
+		{"reported batch discount", Call{Model: "gpt-4o-mini", Class: ClassBatch, Status: 200, Usage: usage.Usage{PromptTokens: 100, CompletionTokens: 10, Reported: true}},
+			SourceReported, 100, 10, (100 + 20) / 1e6 * 0.5, "EUR"},
+		{"stream cut: estimated from text", Call{Model: "gpt-4o-mini", Status: 200, Stream: true, Text: "abcdefgh", PromptEstimate: 30},
+			SourceEstimated, 30, 8, (30 + 16) / 1e6, "EUR"},
+		{"failed without output", Call{Model: "gpt-4o-mini", Status: 429, PromptEstimate: 30}, SourceNone, 0, 0, 0, "EUR"},
+		{"unpriced model", Call{Model: "other", Status: 200, Usage: usage.Usage{PromptTokens: 5, Reported: true}}, SourceReported, 5, 0, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.call.Time = at
+			e := pr.Event(tt.call)
+			if e.UsageSource != tt.wantSource || e.PromptTokens != tt.wantP || e.CompletionTokens != tt.wantC || e.Currency != tt.wantCur {
+				t.Errorf("got source %v prompt %v completion %v currency %q, want %v %v %v %q",
+					e.UsageSource, e.PromptTokens, e.CompletionTokens, e.Currency, tt.wantSource, tt.wantP, tt.wantC, tt.wantCur)
+			}
+			if math.Abs(e.Cost-tt.wantCost) > 1e-15 {
+				t.Errorf("got cost %v, want %v", e.Cost, tt.wantCost)
+			}
+			if e.TotalTokens != e.PromptTokens+e.CompletionTokens {
+				t.Errorf("got total %v, want %v", e.TotalTokens, e.PromptTokens+e.CompletionTokens)
+			}
+		})
+	}
+}
+
+func TestEncodeKey(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"research", "research"},
+		{"team a/b", "team a%2Fb"},
+		{`x\y#z?`, "x%5Cy%23z%3F"},
+		{"a|b%c", "a%7Cb%25c"},
+		{"tab\there", "tab%09here"},
+		{"o'brien", "o%27brien"},
+		{"équipe", "équipe"},
+	}
+	for _, tt := range tests {
+		if got := EncodeKey(tt.in); got != tt.want {
+			t.Errorf("EncodeKey(%q): got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

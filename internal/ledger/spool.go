@@ -1,0 +1,106 @@
+package ledger
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// spool is an append-only file of events (JSON lines) kept while the store
+// is down. It is used by one goroutine at a time (the Writer's flush lock).
+type spool struct{ path string }
+
+// append writes evs and fsyncs before returning, so a spooled event
+// survives a crash of the process or the machine.
+func (s spool) append(evs []Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 64<<10)
+	enc := json.NewEncoder(bw)
+	for _, e := range evs {
+		if err = enc.Encode(e); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// size is the spool's length in bytes (0 when it does not exist).
+func (s spool) size() int64 {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// replay reads the spool in chunks of n events and passes each to write.
+// When every chunk was written it empties the file. A line that does not
+// decode (the torn tail of a crash mid-append) is counted in bad and
+// skipped. On a write error the file is kept whole: replaying it again is
+// harmless because rows are upserted by request id.
+func (s spool) replay(n int, write func([]Event) error) (replayed, bad int, err error) {
+	f, err := os.Open(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	chunk := make([]Event, 0, n)
+	for sc.Scan() {
+		var e Event
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.RequestID == "" {
+			bad++
+			continue
+		}
+		chunk = append(chunk, e)
+		if len(chunk) == n {
+			if err := write(chunk); err != nil {
+				return replayed, bad, err
+			}
+			replayed += len(chunk)
+			chunk = chunk[:0]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return replayed, bad, fmt.Errorf("spool %s: %w", s.path, err)
+	}
+	if len(chunk) > 0 {
+		if err := write(chunk); err != nil {
+			return replayed, bad, err
+		}
+		replayed += len(chunk)
+	}
+	if err := os.Truncate(s.path, 0); err != nil {
+		return replayed, bad, fmt.Errorf("spool: %w", err)
+	}
+	return replayed, bad, nil
+}

@@ -1,0 +1,404 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/store"
+	"github.com/foundry-gateway/gateway/internal/store/rules"
+)
+
+// WriterOptions tune a Writer. Zero values take the defaults.
+type WriterOptions struct {
+	// FlushInterval between writes to the store. Default 1s. It bounds what a
+	// hard kill loses.
+	FlushInterval time.Duration
+	// MaxBuffered events may wait in memory for a failing store before they
+	// are spooled. Default 10000.
+	MaxBuffered int
+	// SpoolAfter is the longest events wait in memory for a failing store
+	// before they are spooled. Default 5s.
+	SpoolAfter time.Duration
+	// SpoolPath is the spool file. Empty disables spooling: events then wait
+	// in memory, without bound, until the store is back (tests only).
+	SpoolPath string
+	// Log receives flush failures and spool activity. Default: discard.
+	Log *slog.Logger
+	// Now is the clock (dirty-day detection, backoff). Default time.Now.
+	Now func() time.Time
+}
+
+// Stats are a Writer's counters since it was made.
+type Stats struct {
+	Written      int64 // events written to UsageEvents (a replayed event counts again)
+	Transactions int64 // entity group transactions that succeeded
+	IndexWrites  int64 // UsageIndex upserts
+	DirtyWrites  int64 // UsageDirty upserts
+	Failures     int64 // failed write attempts
+	Spooled      int64 // events appended to the spool
+	Replayed     int64 // events written back from the spool
+	Rejected     int64 // events the store refused as invalid (kept in <spool>.rejected)
+	Buffered     int64 // events in memory now
+}
+
+// Writer buffers events and writes them to UsageEvents in entity group
+// transactions. Record is safe for concurrent use and never blocks on I/O.
+// Run flushes every FlushInterval (and as soon as a batch of 100 is
+// waiting); Close writes or spools what is left.
+type Writer struct {
+	t    Tables
+	o    WriterOptions
+	log  *slog.Logger
+	kick chan struct{}
+
+	mu      sync.Mutex
+	pending []Event
+	closed  bool
+
+	// Owned by whoever holds flushMu.
+	flushMu      sync.Mutex
+	held         []Event // failed writes waiting for a retry
+	failingSince time.Time
+	backoff      time.Duration
+	nextTry      time.Time
+	indexed      map[string]bool // event partitions whose UsageIndex row exists
+	dirty        map[string]bool // past days still to mark in UsageDirty
+	spool        spool
+
+	written, txns, indexWrites, dirtyWrites, failures, spooled, replayed, rejected, buffered atomic.Int64
+}
+
+// NewWriter returns a Writer on the ledger tables. It starts nothing.
+func NewWriter(t Tables, o WriterOptions) *Writer {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 10000
+	}
+	if o.SpoolAfter <= 0 {
+		o.SpoolAfter = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Writer{t: t, o: o, log: log, kick: make(chan struct{}, 1),
+		indexed: map[string]bool{}, dirty: map[string]bool{}, spool: spool{path: o.SpoolPath}}
+}
+
+// Record buffers e for the next flush. It never blocks on I/O and never
+// drops e; after Close it spools e at once.
+func (w *Writer) Record(ctx context.Context, e Event) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		w.flushMu.Lock()
+		defer w.flushMu.Unlock()
+		w.buffered.Add(1)
+		w.held = append(w.held, e)
+		w.toSpool(ctx, "record after close")
+		return
+	}
+	w.pending = append(w.pending, e)
+	n := len(w.pending)
+	w.mu.Unlock()
+	w.buffered.Add(1)
+	if n%store.MaxBatchOps == 0 {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run flushes every FlushInterval, and early when a batch fills, until ctx
+// ends. It returns nil then; call Close to write what is left.
+func (w *Writer) Run(ctx context.Context) error {
+	t := time.NewTicker(w.o.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-w.kick:
+		}
+		w.flush(ctx, false)
+	}
+}
+
+// Flush writes what is buffered now (tests, the CLI). Failures are kept for
+// the next flush or spooled as usual.
+func (w *Writer) Flush(ctx context.Context) error {
+	return w.flush(ctx, false)
+}
+
+// Close writes everything buffered; what the store does not take before ctx
+// ends is spooled. It returns an error only when events could neither be
+// written nor spooled (they then stay in memory). Record after Close spools.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	return w.flush(ctx, true)
+}
+
+// Stats returns the counters.
+func (w *Writer) Stats() Stats {
+	return Stats{Written: w.written.Load(), Transactions: w.txns.Load(), IndexWrites: w.indexWrites.Load(),
+		DirtyWrites: w.dirtyWrites.Load(), Failures: w.failures.Load(), Spooled: w.spooled.Load(),
+		Replayed: w.replayed.Load(), Rejected: w.rejected.Load(), Buffered: w.buffered.Load()}
+}
+
+func (w *Writer) flush(ctx context.Context, final bool) error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	taken := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	w.held = append(w.held, taken...)
+
+	now := w.o.Now()
+	spoolWaiting := w.spool.path != "" && w.spool.size() > 0
+	if len(w.held) == 0 && len(w.dirty) == 0 && !spoolWaiting {
+		return nil
+	}
+	if !final && now.Before(w.nextTry) {
+		return w.maybeSpool(ctx, now, false)
+	}
+	rest, err := w.write(ctx, w.held)
+	if err == nil {
+		err = w.markDirty(ctx)
+	}
+	w.held = rest
+	w.buffered.Store(int64(len(w.held)) + w.pendingLen())
+	if err != nil {
+		w.failures.Add(1)
+		if w.failingSince.IsZero() {
+			w.failingSince = now
+		}
+		w.backoff = min(max(2*w.backoff, 250*time.Millisecond), 30*time.Second)
+		w.nextTry = now.Add(w.backoff)
+		w.log.Warn("usage flush failed; will retry", "error", err, "held", len(w.held), "retry_in", w.backoff)
+		return errors.Join(err, w.maybeSpool(ctx, now, final))
+	}
+	w.failingSince, w.backoff, w.nextTry = time.Time{}, 0, time.Time{}
+	if spoolWaiting {
+		n, bad, err := w.spool.replay(500, func(evs []Event) error {
+			rest, err := w.write(ctx, evs)
+			if err == nil {
+				err = w.markDirty(ctx)
+			}
+			_ = rest // the whole spool is replayed again on failure
+			return err
+		})
+		w.replayed.Add(int64(n))
+		if bad > 0 {
+			w.log.Error("usage spool: skipped lines that do not decode", "path", w.spool.path, "lines", bad)
+		}
+		if err != nil {
+			w.failures.Add(1)
+			w.log.Warn("usage spool replay failed; will retry", "error", err, "replayed", n)
+			return err
+		}
+		if n > 0 {
+			w.log.Info("usage spool replayed", "events", n)
+		}
+	}
+	return nil
+}
+
+func (w *Writer) pendingLen() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int64(len(w.pending))
+}
+
+// maybeSpool moves held events to the spool when the store has been failing
+// for SpoolAfter, when MaxBuffered events are held, or on Close.
+func (w *Writer) maybeSpool(ctx context.Context, now time.Time, final bool) error {
+	if len(w.held) == 0 || w.spool.path == "" {
+		return nil
+	}
+	switch {
+	case final:
+		return w.toSpool(ctx, "close")
+	case len(w.held) >= w.o.MaxBuffered:
+		return w.toSpool(ctx, "memory bound reached")
+	case !w.failingSince.IsZero() && now.Sub(w.failingSince) >= w.o.SpoolAfter:
+		return w.toSpool(ctx, "store failing for "+now.Sub(w.failingSince).Round(time.Millisecond).String())
+	}
+	return nil
+}
+
+func (w *Writer) toSpool(ctx context.Context, why string) error {
+	if w.spool.path == "" {
+		return nil
+	}
+	if err := w.spool.append(w.held); err != nil {
+		w.log.ErrorContext(ctx, "usage spool write failed; events stay in memory", "error", err, "events", len(w.held))
+		return err
+	}
+	w.log.WarnContext(ctx, "usage events spooled", "events", len(w.held), "reason", why, "path", w.spool.path)
+	w.spooled.Add(int64(len(w.held)))
+	w.buffered.Add(-int64(len(w.held)))
+	w.held = nil
+	return nil
+}
+
+// write upserts evs, one partition at a time, in transactions of at most
+// 100 rows under the size limit. It stops at the first failure and returns
+// the events not known to be written.
+func (w *Writer) write(ctx context.Context, evs []Event) (rest []Event, err error) {
+	parts, order := group(evs)
+	today := Day(w.o.Now())
+	for pi, pk := range order {
+		pevs := parts[pk]
+		if !w.indexed[pk] {
+			day, team := pevs[0].indexKeys()
+			if _, err := w.t.Index.Upsert(ctx, store.Entity{PartitionKey: day, RowKey: team,
+				Props: map[string]any{"Team": pevs[0].Team}}); err != nil {
+				return remaining(parts, order[pi:], nil), fmt.Errorf("usage index %s: %w", pk, err)
+			}
+			w.indexWrites.Add(1)
+			w.indexed[pk] = true
+		}
+		for _, b := range chunks(pevs) {
+			ops := make([]store.Op, len(b))
+			for i, e := range b {
+				ops[i] = store.Op{Kind: store.OpUpsert, Entity: e.entity()}
+			}
+			if err := w.t.Events.Batch(ctx, ops); err != nil {
+				if errors.Is(err, store.ErrInvalid) {
+					// Retrying cannot help; keep the rows on disk for a human.
+					w.reject(ctx, b, err)
+					continue
+				}
+				return remaining(parts, order[pi+1:], b, pevs[indexOf(pevs, b)+len(b):]...), fmt.Errorf("usage events %s: %w", pk, err)
+			}
+			w.txns.Add(1)
+			w.written.Add(int64(len(b)))
+		}
+		if d := Day(pevs[0].Time); d < today {
+			w.dirty[d] = true
+		}
+	}
+	if len(w.indexed) > 10000 {
+		clear(w.indexed) // a long-running process: forget old days
+	}
+	return nil, nil
+}
+
+// reject appends rows the store refuses as invalid to <spool>.rejected.
+func (w *Writer) reject(ctx context.Context, evs []Event, err error) {
+	w.rejected.Add(int64(len(evs)))
+	w.log.ErrorContext(ctx, "usage events refused by the store as invalid; kept in the rejected file", "error", err, "events", len(evs))
+	if w.spool.path != "" {
+		if err := (spool{path: w.spool.path + ".rejected"}).append(evs); err != nil {
+			w.log.ErrorContext(ctx, "usage rejected file write failed", "error", err)
+		}
+	}
+}
+
+// markDirty records past days that received events, for the rollup.
+func (w *Writer) markDirty(ctx context.Context) error {
+	days := make([]string, 0, len(w.dirty))
+	for d := range w.dirty {
+		days = append(days, d)
+	}
+	sort.Strings(days)
+	for _, d := range days {
+		if _, err := w.t.Dirty.Upsert(ctx, store.Entity{PartitionKey: dirtyPK, RowKey: d,
+			Props: map[string]any{"MarkedAt": w.o.Now().UTC()}}); err != nil {
+			return fmt.Errorf("usage dirty mark %s: %w", d, err)
+		}
+		w.dirtyWrites.Add(1)
+		delete(w.dirty, d)
+	}
+	return nil
+}
+
+const dirtyPK = "dirty"
+
+// indexKeys are the UsageIndex keys of e's partition.
+func (e Event) indexKeys() (day, team string) { return Day(e.Time), EncodeKey(e.Team) }
+
+// group splits evs by partition (sorted keys), keeping the last event of
+// each request id.
+func group(evs []Event) (map[string][]Event, []string) {
+	parts := map[string][]Event{}
+	pos := map[string]int{} // pk|rk → index in parts[pk]
+	for _, e := range evs {
+		pk := e.PartitionKey()
+		k := pk + "\x00" + e.RowKey()
+		if i, ok := pos[k]; ok {
+			parts[pk][i] = e
+			continue
+		}
+		pos[k] = len(parts[pk])
+		parts[pk] = append(parts[pk], e)
+	}
+	order := make([]string, 0, len(parts))
+	for pk := range parts {
+		order = append(order, pk)
+	}
+	sort.Strings(order)
+	return parts, order
+}
+
+// batchEnvelope and batchOpOverhead mirror store/rules.Batch's estimate.
+const (
+	batchEnvelope   = 1024
+	batchOpOverhead = 1024
+)
+
+// chunks splits one partition's events into transactions of at most
+// store.MaxBatchOps rows and under store.MaxBatchBytes.
+func chunks(evs []Event) [][]Event {
+	var out [][]Event
+	start, size := 0, batchEnvelope
+	for i, e := range evs {
+		n := batchOpOverhead + rules.WireSize(e.entity(), true)
+		if i > start && (i-start == store.MaxBatchOps || size+n >= store.MaxBatchBytes) {
+			out = append(out, evs[start:i])
+			start, size = i, batchEnvelope
+		}
+		size += n
+	}
+	if start < len(evs) {
+		out = append(out, evs[start:])
+	}
+	return out
+}
+
+func indexOf(all, sub []Event) int {
+	for i := range all {
+		if len(sub) > 0 && &all[i] == &sub[0] {
+			return i
+		}
+	}
+	return len(all)
+}
+
+// remaining collects the failed chunk, what follows it in its partition,
+// and the partitions not tried yet.
+func remaining(parts map[string][]Event, order []string, failed []Event, after ...Event) []Event {
+	var out []Event
+	out = append(out, failed...)
+	out = append(out, after...)
+	for _, pk := range order {
+		out = append(out, parts[pk]...)
+	}
+	return out
+}
