@@ -27,6 +27,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	path := fs.String("config", "", "config file")
 	team := fs.String("team", "", "team (create)")
 	appName := fs.String("app", "", "app (create)")
+	regions := fs.String("regions", "", "create: comma-separated backend regions the key may be served from (default any)")
 	asJSON := fs.Bool("json", false, "JSON output")
 	secretOnly := fs.Bool("secret-only", false, "create: print only the key (for scripts)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -51,7 +52,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 		if *team == "" || *appName == "" {
 			return usageError{"keys create: --team and --app are required"}
 		}
-		k, secret, err := keys.Create(ctx, *team, *appName)
+		k, secret, err := keys.Create(ctx, *team, *appName, auth.SplitRegions(*regions)...)
 		if err != nil {
 			return err
 		}

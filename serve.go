@@ -58,6 +58,8 @@ type app struct {
 	handler http.Handler
 	store   store.Store
 	timers  map[string]handlers.Timer
+	// affinity's writer runs beside the server (see cmdServe).
+	affinity *route.Affinity
 }
 
 func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.RoundTripper) (*app, error) {
@@ -70,14 +72,22 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		st.Close()
 		return nil, fmt.Errorf("open keys table: %w", err)
 	}
-	rtr, err := route.New(c, backendauth.For)
+	rtr, err := route.New(c, backendauth.For, nil)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	affTable, err := st.Table(ctx, c.Store.TablePrefix+route.AffinityTable)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open response affinity table: %w", err)
+	}
+	ra := c.Routing.ResponseAffinity
+	aff := route.NewAffinity(affTable, log, route.AffinityOptions{TTL: ra.TTL.D(), CacheSize: ra.CacheSize, WriteBuffer: ra.WriteBuffer})
 	px := proxy.New(rt, log, proxy.Options{
 		MaxAttempts: c.Proxy.MaxAttempts, TryDuration: c.Proxy.TryDuration.D(),
 		StreamIdleTimeout: c.Proxy.StreamIdleTimeout.D(), ExposeBackend: c.Proxy.ExposeBackend,
+		AffinityHeader: c.Routing.AffinityHeader, Affinity: aff,
 	})
 	timers := map[string]handlers.Timer{
 		// The drain and rollup functions exist so the Functions host can
@@ -99,8 +109,10 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		MaxBodyBytes: c.MaxBodyBytes,
 		Timers:       timers,
 		Ready:        st.Ping,
+		Backends:     rtr,
+		AdminTeams:   c.Auth.AdminTeams,
 	})
-	return &app{handler: h, store: st, timers: timers}, nil
+	return &app{handler: h, store: st, timers: timers, affinity: aff}, nil
 }
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
@@ -122,6 +134,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, lo
 		"store", string(c.Store.Kind), "models", len(c.Models), "backends", len(c.Backends))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	affCtx, stopAff := context.WithCancel(context.WithoutCancel(ctx))
+	affDone := make(chan struct{})
+	go func() { _ = a.affinity.Run(affCtx); close(affDone) }()
+	defer func() { stopAff(); <-affDone }() // after Shutdown: flush the last writes
 	if !c.UnderFunctions {
 		// Standalone: run the timer functions ourselves; under Functions the
 		// host calls POST /drain and POST /rollup on its schedule.

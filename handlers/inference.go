@@ -59,7 +59,8 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_request_error", Param: "stream",
 				Msg: "Embeddings cannot be streamed."}
 		}
-		call := proxy.Call{Req: req, Body: body, RawQuery: r.URL.RawQuery, RequestID: requestIDOf(c)}
+		call := proxy.Call{Req: req, Body: body, RawQuery: r.URL.RawQuery, RequestID: requestIDOf(c),
+			Caller: p.KeyID, Regions: p.Regions}
 		if req.NeedsUsageInjection() {
 			// Ask for the usage chunk so the stream can be metered, and strip
 			// it again so the client's stream is what it asked for.

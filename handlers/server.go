@@ -76,6 +76,11 @@ type Deps struct {
 	Timers map[string]Timer
 	// Ready reports whether dependencies (the store) are reachable.
 	Ready func(ctx context.Context) error
+	// Backends, when set, serves GET /admin/backends to AdminTeams.
+	// Jobs serves GET/DELETE /jobs/{id} and GET /jobs; nil disables them.
+	Jobs       jobStore
+	Backends   backendStatus
+	AdminTeams []string
 }
 
 // New returns the HTTP handler of `handler serve`.
@@ -102,6 +107,13 @@ func New(d Deps) http.Handler {
 	e.POST("/openai/deployments/:deployment/completions", g.inference("completions", true))
 	e.POST("/openai/deployments/:deployment/embeddings", g.inference("embeddings", true))
 
+	if d.Backends != nil {
+		// Under Azure Functions the host owns /admin/*: /gateway/admin/* reaches us there.
+		e.GET("/admin/backends", g.adminBackends)
+		e.GET("/gateway/admin/backends", g.adminBackends)
+	}
+
+	g.registerJobs(e)
 	for name, fn := range d.Timers {
 		e.POST("/"+name, invocation(d.Log, name, fn))
 	}

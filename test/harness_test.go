@@ -155,9 +155,11 @@ type stack struct {
 	SimURL string
 	URL    string // gateway base URL
 	Key    string
-	Sim    *proc
-	GW     *proc
-	Dir    string
+	// ExtraKeys are the keys made from stackOptions.extraKeys, in order.
+	ExtraKeys []string
+	Sim       *proc
+	GW        *proc
+	Dir       string
 }
 
 // stackOptions shape a stack.
@@ -168,6 +170,9 @@ type stackOptions struct {
 	extraModels   string
 	extraTop      string
 	env           []string
+	// extraKeys are `handler keys create` flag sets (e.g. --team, --app,
+	// --regions) for more keys, made before the gateway starts.
+	extraKeys [][]string
 }
 
 // fastSim is the simulator config of e2e stacks: the deployments of the
@@ -190,7 +195,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 maxBodyBytes: 65536
 store: { kind: embedded, path: %s }
 proxy: { exposeBackend: true, responseHeaderTimeout: 2s }
-auth: { keyCacheTTL: 1s }
+auth: { keyCacheTTL: 1s, adminTeams: [research] }
 %s
 backends:
   - { name: sim-ptu, url: "%s", provisioned: true, region: swedencentral, auth: { none: true } }
@@ -224,6 +229,15 @@ models:
 		t.Fatalf("keys create: %v\n%s", err, keyOut)
 	}
 	s.Key = strings.TrimSpace(string(keyOut))
+	for _, args := range o.extraKeys {
+		kc := exec.Command(handlerBin, append([]string{"keys", "create", "--config", cfgPath, "--secret-only"}, args...)...)
+		kc.Env = append(os.Environ(), o.env...)
+		out, err := kc.CombinedOutput()
+		if err != nil {
+			t.Fatalf("keys create %v: %v\n%s", args, err, out)
+		}
+		s.ExtraKeys = append(s.ExtraKeys, strings.TrimSpace(string(out)))
+	}
 	s.GW = start(t, dir, append([]string{"GATEWAY_CONFIG=" + cfgPath}, o.env...), "serve")
 	waitHTTP(t, s.Sim, s.SimURL+"/sim/usage")
 	waitHTTP(t, s.GW, s.URL+"/healthz")

@@ -129,3 +129,34 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 		}
 	}
 }
+
+func TestKeyRegions(t *testing.T) {
+	ctx := context.Background()
+	keys := newKeys(t, nil)
+	tests := []struct {
+		name    string
+		regions []string
+		want    []string
+	}{
+		{"any region", nil, nil},
+		{"eu only", []string{"swedencentral", "westeurope"}, []string{"swedencentral", "westeurope"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, secret, err := keys.Create(ctx, "t", "a", tt.regions...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := NewAuthenticator(keys, time.Second).Authenticate(ctx, hdr("api-key", secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(p.Regions, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("got regions %v, want %v", p.Regions, tt.want)
+			}
+		})
+	}
+	if _, _, err := keys.Create(ctx, "t", "a", "bad region"); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("got %v, want ErrBadRequest for an invalid region", err)
+	}
+}

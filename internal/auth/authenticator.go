@@ -16,6 +16,8 @@ type Principal struct {
 	KeyID string
 	Team  string
 	App   string
+	// Regions the caller may be served from; empty = any.
+	Regions []string
 }
 
 // Authenticator checks the credential on a request. Safe for concurrent use.
@@ -75,7 +77,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, h http.Header) (Princi
 	a.mu.Unlock()
 	if !ok || now.After(c.expires) {
 		k, err := a.keys.verify(ctx, secret)
-		c = cached{p: Principal{KeyID: k.ID, Team: k.Team, App: k.App}, err: err, expires: now.Add(a.ttl)}
+		c = cached{p: Principal{KeyID: k.ID, Team: k.Team, App: k.App, Regions: k.Regions}, err: err, expires: now.Add(a.ttl)}
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrBadKey) || errors.Is(err, ErrRevoked):

@@ -36,9 +36,11 @@ const (
 // Key is a stored key, without its secret.
 type Key struct {
 	// ID is the public part of the key: the secret starts with "fgw-<ID>.".
-	ID        string    `json:"id"`
-	Team      string    `json:"team"`
-	App       string    `json:"app"`
+	ID   string `json:"id"`
+	Team string `json:"team"`
+	App  string `json:"app"`
+	// Regions the key may be served from (backend regions); empty = any.
+	Regions   []string  `json:"regions,omitempty"`
 	Status    Status    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
@@ -71,10 +73,16 @@ func NewKeys(t store.Table, now func() time.Time) *Keys {
 }
 
 // Create makes a new key for team and app and returns it with its secret,
-// which is not stored and cannot be shown again.
-func (k *Keys) Create(ctx context.Context, team, app string) (Key, string, error) {
+// which is not stored and cannot be shown again. regions, when given,
+// limit the backend regions the key is served from.
+func (k *Keys) Create(ctx context.Context, team, app string, regions ...string) (Key, string, error) {
 	if !validName(team) || !validName(app) {
 		return Key{}, "", fmt.Errorf("%w: team and app must be 1-64 characters of letters, digits, '-', '_' or '.'", ErrBadRequest)
+	}
+	for _, r := range regions {
+		if !validName(r) {
+			return Key{}, "", fmt.Errorf("%w: region %q must be 1-64 characters of letters, digits, '-', '_' or '.'", ErrBadRequest, r)
+		}
 	}
 	var idb [6]byte
 	var sec [32]byte
@@ -84,7 +92,7 @@ func (k *Keys) Create(ctx context.Context, team, app string) (Key, string, error
 	if _, err := rand.Read(sec[:]); err != nil {
 		return Key{}, "", err
 	}
-	key := Key{ID: hex.EncodeToString(idb[:]), Team: team, App: app, Status: StatusActive, CreatedAt: k.now().UTC().Truncate(time.Millisecond)}
+	key := Key{ID: hex.EncodeToString(idb[:]), Team: team, App: app, Regions: regions, Status: StatusActive, CreatedAt: k.now().UTC().Truncate(time.Millisecond)}
 	secret := keyPrefix + key.ID + "." + base64.RawURLEncoding.EncodeToString(sec[:])
 	key.hash = hash(secret)
 	if _, err := k.t.Insert(ctx, toEntity(key)); err != nil {
@@ -212,6 +220,17 @@ func validName(s string) bool {
 	return true
 }
 
+// SplitRegions parses a comma-separated region list ("" is none).
+func SplitRegions(s string) []string {
+	var out []string
+	for _, r := range strings.Split(s, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // hash is SHA-256: keys carry 256 random bits, so a slow KDF adds nothing.
 func hash(secret string) string {
 	h := sha256.Sum256([]byte(secret))
@@ -229,12 +248,15 @@ func toEntity(k Key) store.Entity {
 	if !k.RevokedAt.IsZero() {
 		p["RevokedAt"] = k.RevokedAt
 	}
+	if len(k.Regions) > 0 {
+		p["Regions"] = strings.Join(k.Regions, ",")
+	}
 	return store.Entity{PartitionKey: partition, RowKey: k.ID, Props: p}
 }
 
 func fromEntity(e store.Entity) Key {
 	s := func(n string) string { v, _ := e.Props[n].(string); return v }
 	t := func(n string) time.Time { v, _ := e.Props[n].(time.Time); return v.UTC() }
-	return Key{ID: e.RowKey, Team: s("Team"), App: s("App"), Status: Status(s("Status")),
+	return Key{ID: e.RowKey, Team: s("Team"), App: s("App"), Regions: SplitRegions(s("Regions")), Status: Status(s("Status")),
 		CreatedAt: t("CreatedAt"), RevokedAt: t("RevokedAt"), hash: s("Hash")}
 }

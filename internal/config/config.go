@@ -95,6 +95,13 @@ type Config struct {
 	Auth AuthConfig `yaml:"auth" json:"auth"`
 	// Timers are the in-process schedules used when not under Functions.
 	Timers TimersConfig `yaml:"timers" json:"timers"`
+	// Ledger tunes the usage ledger (see ledger.go).
+	Ledger LedgerConfig `yaml:"ledger" json:"ledger"`
+	// Routing tunes backend health (cooling, circuit breakers), canary
+	// stickiness and Responses affinity. See routing.go.
+	Routing RoutingConfig `yaml:"routing" json:"routing"`
+	// Limits are the rate limits and token budgets (see limits.go).
+	Limits LimitsConfig `yaml:"limits" json:"limits"`
 
 	// AppInsightsConnectionString comes from APPLICATIONINSIGHTS_CONNECTION_STRING;
 	// empty disables Application Insights.
@@ -209,6 +216,10 @@ type Target struct {
 	Priority int `yaml:"priority" json:"priority"`
 	// Weight inside a tier. Default 1.
 	Weight int `yaml:"weight" json:"weight"`
+	// Version labels the model version this target serves (canary and
+	// version migration); sent as x-gateway-model-version when
+	// proxy.exposeBackend is on. Default "" (no header).
+	Version string `yaml:"version" json:"version"`
 }
 
 // Price per million tokens.
@@ -238,6 +249,10 @@ type AuthConfig struct {
 	// KeyCacheTTL bounds how long a key lookup is cached per instance, and
 	// so how long a revoked key may still work on an instance. Default 30s.
 	KeyCacheTTL Duration `yaml:"keyCacheTTL" json:"keyCacheTTL"`
+	// AdminTeams lists the teams whose gateway keys may call the admin
+	// endpoints (GET /admin/backends). Default none. A proper admin scope
+	// comes with Entra ID client identities.
+	AdminTeams []string `yaml:"adminTeams" json:"adminTeams"`
 }
 
 // TimersConfig sets the in-process timer periods (outside Functions).
@@ -369,6 +384,9 @@ func (c *Config) applyDefaults() {
 	if c.Timers.Rollup == 0 {
 		c.Timers.Rollup = Duration(5 * time.Minute)
 	}
+	c.Routing.applyDefaults()
+	c.Limits.applyDefaults()
+	c.Ledger.applyDefaults()
 	provisioned := map[string]bool{}
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -488,6 +506,8 @@ func (c *Config) Validate() error {
 	if c.Proxy.MaxAttempts < 1 {
 		bad("proxy.maxAttempts %d: must be at least 1", c.Proxy.MaxAttempts)
 	}
+	errs = append(errs, c.Routing.validate()...)
+	errs = append(errs, c.Ledger.validate()...)
 	names := map[string]bool{}
 	for i, b := range c.Backends {
 		if b.Name == "" {
@@ -540,6 +560,7 @@ func (c *Config) Validate() error {
 			bad("model %q: prices must not be negative", a)
 		}
 	}
+	errs = append(errs, c.Limits.Validate()...)
 	return errors.Join(errs...)
 }
 

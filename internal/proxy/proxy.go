@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/route"
@@ -27,8 +29,23 @@ type Options struct {
 	TryDuration time.Duration
 	// StreamIdleTimeout aborts a response when no byte arrives for this long. Default 120s.
 	StreamIdleTimeout time.Duration
-	// ExposeBackend adds x-gateway-backend and x-gateway-deployment response headers.
+	// ExposeBackend adds x-gateway-backend, x-gateway-deployment and (when
+	// the target has one) x-gateway-model-version response headers.
 	ExposeBackend bool
+	// AffinityHeader names the request header whose value, when present,
+	// replaces the caller's key id for canary stickiness. It is not sent to
+	// backends. Default "" (key id only).
+	AffinityHeader string
+	// Affinity, when set, routes Responses API calls with
+	// previous_response_id to the backend that created that response.
+	Affinity Affinity
+}
+
+// Affinity remembers which backend created a Responses API response.
+// Remember must not block; Lookup may read a store.
+type Affinity interface {
+	Remember(responseID, backend string)
+	Lookup(ctx context.Context, responseID string) (backend string, ok bool)
 }
 
 // Proxy forwards calls. Safe for concurrent use.
@@ -83,6 +100,11 @@ type Call struct {
 	// on the client's behalf.
 	StripUsageChunk bool
 	RequestID       string
+	// Caller is the caller's key id: what canary stickiness hashes unless
+	// the affinity header is set.
+	Caller string
+	// Regions the caller may be served from; empty means any.
+	Regions []string
 }
 
 // Result says what happened, for usage and logs.
@@ -117,49 +139,103 @@ func retryable(status int) bool {
 }
 
 // Forward sends c to m's targets in plan order and writes the response to w.
-// When every attempt fails without a response it writes an OpenAI-shaped
-// 502/504 itself. It never writes after a client disconnect.
+// When no target may take the call it answers itself: 403 when none is in
+// the caller's regions, 429 with the shortest retry-after when every
+// allowed one is cooling, 503 when every circuit is open. When every
+// attempt fails without a response it writes an OpenAI-shaped 502/504. It
+// never writes after a client disconnect.
+//
+// Every attempt reports to the backend's breaker, a 429 cools its
+// deployment for the retry-after it names, and every response's
+// utilization headers are kept for the admin endpoint.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, c Call) Result {
 	ctx := r.Context()
 	start := time.Now()
 	deadline := start.Add(p.opt.TryDuration)
+	q := route.Request{Regions: c.Regions, Sticky: c.Caller}
+	if p.opt.AffinityHeader != "" {
+		if v := r.Header.Get(p.opt.AffinityHeader); v != "" {
+			q.Sticky = v
+		}
+	}
+	if p.opt.Affinity != nil && c.Req.PreviousResponseID != "" {
+		q.Backend, _ = p.opt.Affinity.Lookup(ctx, c.Req.PreviousResponseID)
+	}
 	var planBuf [8]route.Target
-	plan := m.Plan(planBuf[:0], nil)
-	n := min(len(plan), p.opt.MaxAttempts)
-	var lastErr error
+	plan, err := m.Plan(planBuf[:0], q)
 	res := Result{}
-	for i := 0; i < n; i++ {
+	if err != nil {
+		return p.refuse(w, err, &res)
+	}
+	// next returns the index of the first target from i on whose breaker
+	// lets a call through (taking the half-open probe if it is one), or -1.
+	next := func(i int) int {
+		for ; i < len(plan); i++ {
+			if plan[i].Backend.Health.Allow() {
+				return i
+			}
+		}
+		return -1
+	}
+	i := next(0)
+	if i < 0 {
+		return p.refuse(w, &route.Unavailable{Reason: route.ErrNoHealthyBackend}, &res)
+	}
+	var lastErr error
+	for {
 		t := plan[i]
-		res.Attempts = i + 1
+		res.Attempts++
 		res.Backend, res.Deployment, res.Region = t.Backend.Name, t.Deployment, t.Backend.Region
 		left := time.Until(deadline)
 		if left <= 0 {
+			t.Backend.Health.Record(httperr.StatusClientClosedRequest, 0) // release a probe; no verdict
 			break
 		}
-		last := i == n-1
+		aStart := time.Now()
 		resp, cancel, timedOut, err := p.attempt(ctx, r, t, c, min(t.Backend.Timeout, left))
+		latency := time.Since(aStart)
+		j := -1
 		if err != nil {
 			if ctx.Err() != nil {
+				t.Backend.Health.Record(httperr.StatusClientClosedRequest, latency)
 				res.Status, res.Err = httperr.StatusClientClosedRequest, ctx.Err()
 				return res
 			}
 			if timedOut {
+				t.Backend.Health.Record(http.StatusGatewayTimeout, latency)
 				lastErr = &httperr.Error{Status: http.StatusGatewayTimeout, Code: "backend_timeout",
 					Msg: "The model backend did not answer in time.", Err: fmt.Errorf("backend %s: %w", t.Backend.Name, err)}
 			} else {
+				t.Backend.Health.Record(http.StatusBadGateway, latency)
 				lastErr = &httperr.Error{Status: http.StatusBadGateway, Code: "backend_unreachable",
 					Msg: "The model backend could not be reached.", Err: fmt.Errorf("backend %s: %w", t.Backend.Name, err)}
 			}
 			p.log.LogAttrs(ctx, slog.LevelWarn, "backend attempt failed", slog.String("request_id", c.RequestID),
-				slog.String("backend", t.Backend.Name), slog.Int("attempt", i+1), slog.String("error", err.Error()))
+				slog.String("backend", t.Backend.Name), slog.Int("attempt", res.Attempts), slog.String("error", err.Error()))
+			if res.Attempts < p.opt.MaxAttempts {
+				j = next(i + 1)
+			}
+			if j < 0 {
+				break
+			}
+			i = j
 			continue
 		}
-		if retryable(resp.StatusCode) && !last && time.Until(deadline) > 0 {
+		t.Backend.Health.Record(resp.StatusCode, latency)
+		t.Observe(resp.Header)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			t.Cool(resp.Header)
+		}
+		if retryable(resp.StatusCode) && res.Attempts < p.opt.MaxAttempts && time.Until(deadline) > 0 {
+			j = next(i + 1)
+		}
+		if j >= 0 {
 			p.log.LogAttrs(ctx, slog.LevelWarn, "backend attempt retried", slog.String("request_id", c.RequestID),
-				slog.String("backend", t.Backend.Name), slog.Int("attempt", i+1), slog.Int("status", resp.StatusCode))
+				slog.String("backend", t.Backend.Name), slog.Int("attempt", res.Attempts), slog.Int("status", resp.StatusCode))
 			drain(resp.Body)
 			cancel()
 			lastErr = nil
+			i = j
 			continue
 		}
 		res.TTFB = time.Since(start)
@@ -174,6 +250,30 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 	res.Status = httperr.From(lastErr).Status
 	httperr.Write(w, lastErr)
 	return res
+}
+
+// refuse answers a call no target may take (see Forward).
+func (p *Proxy) refuse(w http.ResponseWriter, err error, res *Result) Result {
+	var he *httperr.Error
+	var un *route.Unavailable
+	switch {
+	case errors.Is(err, route.ErrRegionNotAllowed):
+		he = &httperr.Error{Status: http.StatusForbidden, Code: "region_not_allowed", Err: err,
+			Msg: "This model has no deployment in the regions your API key may use."}
+	case errors.As(err, &un) && errors.Is(err, route.ErrAllCooling):
+		he = &httperr.Error{Status: http.StatusTooManyRequests, Code: "429", Err: err,
+			RetryAfter: max(un.RetryAfter, time.Millisecond),
+			Msg:        "Every backend for this model is rate limited right now. Retry after the time in the retry-after-ms header."}
+	default:
+		he = &httperr.Error{Status: http.StatusServiceUnavailable, Code: "no_healthy_backend", Err: err,
+			Msg: "Every backend for this model is failing right now (circuit open). Retry shortly."}
+		if un != nil && un.RetryAfter > 0 {
+			he.RetryAfter = un.RetryAfter
+		}
+	}
+	res.Err, res.Status = he, he.Status
+	httperr.Write(w, he)
+	return *res
 }
 
 // attempt sends one request. The returned cancel must be called once the
@@ -198,6 +298,9 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c 
 		return nil, nil, false, err
 	}
 	out.Header = outboundHeader(r.Header)
+	if p.opt.AffinityHeader != "" {
+		out.Header.Del(p.opt.AffinityHeader)
+	}
 	out.Header.Set("Content-Type", "application/json")
 	out.Header.Set("Accept-Encoding", "identity")
 	if c.RequestID != "" {
@@ -246,6 +349,9 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 	if p.opt.ExposeBackend {
 		w.Header().Set("X-Gateway-Backend", t.Backend.Name)
 		w.Header().Set("X-Gateway-Deployment", t.Deployment)
+		if t.Version != "" {
+			w.Header().Set("X-Gateway-Model-Version", t.Version)
+		}
 	}
 	w.WriteHeader(resp.StatusCode)
 
@@ -290,9 +396,18 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 			}
 		}
 	}
+	// head keeps the start of a Responses API answer for its id (the
+	// first field of the response object, or of response.created).
+	var head []byte
+	if p.opt.Affinity != nil && c.Req.Op == openai.OpResponses && resp.StatusCode == http.StatusOK {
+		head = make([]byte, 0, 8<<10)
+	}
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
+			if head != nil && len(head) < cap(head) {
+				head = append(head, buf[:min(n, cap(head)-len(head))]...)
+			}
 			idle.Reset(p.opt.StreamIdleTimeout)
 			if err := sink(buf[:n]); err != nil {
 				res.Err = fmt.Errorf("writing to client: %w", err)
@@ -314,6 +429,31 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 		_ = rc.Flush()
 	}
 	finish()
+	if head != nil {
+		if id := responseID(head, sse); id != "" {
+			p.opt.Affinity.Remember(id, t.Backend.Name)
+		}
+	}
+}
+
+// responseID finds a Responses API response id in the start of a body: the
+// top-level id, or in a stream the response.id of the first event.
+func responseID(head []byte, sse bool) string {
+	if !sse {
+		return gjson.GetBytes(head, "id").String()
+	}
+	for len(head) > 0 {
+		line := head
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			line, head = head[:i], head[i+1:]
+		} else {
+			head = nil
+		}
+		if data, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			return gjson.GetBytes(bytes.TrimSpace(data), "response.id").String()
+		}
+	}
+	return ""
 }
 
 // flushWriter flushes after every write: each write the usage stream makes

@@ -3,7 +3,8 @@ package route
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"hash/fnv"
+	"net/http"
 	"sort"
 	"time"
 
@@ -14,14 +15,20 @@ import (
 // ErrUnknownModel: no alias with that name.
 var ErrUnknownModel = errors.New("route: unknown model")
 
-// Backend is one configured backend, shared by every target on it.
+// Backend is one configured backend, shared by every target on it. It holds
+// the backend's health, so it must not be copied; targets point to it.
 type Backend struct {
 	Name        string
 	URL         string
 	Region      string
 	Provisioned bool
+	Capacity    config.Capacity
 	Timeout     time.Duration
 	Auth        backendauth.Authorizer
+	// Health is the backend's circuit breaker and latency record.
+	Health Health
+
+	deployments []*deployment // for Status, in config order
 }
 
 // Target is one deployment on a backend.
@@ -30,6 +37,29 @@ type Target struct {
 	Deployment string
 	Priority   int
 	Weight     int
+	// Version labels the model version the deployment serves (canaries);
+	// "" when not configured.
+	Version string
+
+	// dep is the deployment's shared cooling and utilization state; nil for
+	// targets built by hand (tests), which then never cool.
+	dep *deployment
+	// seed is the target's identity for rendezvous hashing.
+	seed uint64
+}
+
+// settings are the router-wide knobs every deployment state reads.
+type settings struct {
+	now            func() time.Time
+	defaultCooling time.Duration
+	maxCooling     time.Duration
+}
+
+func (s *settings) clock() time.Time {
+	if s == nil || s.now == nil {
+		return time.Now()
+	}
+	return s.now()
 }
 
 // Model is an alias with its targets sorted by priority.
@@ -37,37 +67,82 @@ type Model struct {
 	Alias   string
 	Targets []Target
 	Price   *config.Price
+
+	set *settings // nil for models built by hand: wall clock
 }
 
-// Router holds every alias. Read-only after New; safe for concurrent use.
+// Router holds every alias. Its configuration is read-only after New; the
+// health state it carries is safe for concurrent use.
 type Router struct {
-	models map[string]*Model
+	models   map[string]*Model
+	backends []*Backend // config order
+	set      *settings
 }
 
-// New builds the router from config; auth builds each backend's authorizer.
-func New(c config.Config, auth func(config.Backend) (backendauth.Authorizer, error)) (*Router, error) {
+// New builds the router from config; auth builds each backend's
+// authorizer; now is the clock for cooling and circuits (nil: time.Now).
+func New(c config.Config, auth func(config.Backend) (backendauth.Authorizer, error), now func() time.Time) (*Router, error) {
+	if now == nil {
+		now = time.Now
+	}
+	rc := c.Routing
+	set := &settings{now: now, defaultCooling: rc.DefaultCooling.D(), maxCooling: rc.MaxCooling.D()}
+	if set.defaultCooling <= 0 {
+		set.defaultCooling = 5 * time.Second
+	}
+	if set.maxCooling <= 0 {
+		set.maxCooling = 5 * time.Minute
+	}
+	bo := BreakerOptions{
+		Failures: rc.Breaker.Failures, FailureRate: rc.Breaker.FailureRate, MinRequests: rc.Breaker.MinRequests,
+		Window: rc.Breaker.Window.D(), OpenFor: rc.Breaker.OpenFor.D(),
+	}
+	r := &Router{models: map[string]*Model{}, set: set}
 	backends := map[string]*Backend{}
 	for _, b := range c.Backends {
 		a, err := auth(b)
 		if err != nil {
 			return nil, err
 		}
-		backends[b.Name] = &Backend{Name: b.Name, URL: b.URL, Region: b.Region, Provisioned: b.Provisioned, Timeout: b.Timeout.D(), Auth: a}
+		be := &Backend{Name: b.Name, URL: b.URL, Region: b.Region, Provisioned: b.Provisioned, Capacity: b.Capacity,
+			Timeout: b.Timeout.D(), Auth: a}
+		be.Health.init(bo, now)
+		backends[b.Name] = be
+		r.backends = append(r.backends, be)
 	}
-	r := &Router{models: map[string]*Model{}}
+	deps := map[[2]string]*deployment{}
 	for alias, m := range c.Models {
-		mm := &Model{Alias: alias, Price: m.Price}
+		mm := &Model{Alias: alias, Price: m.Price, set: set}
 		for _, t := range m.Targets {
 			b, ok := backends[t.Backend]
 			if !ok {
 				return nil, fmt.Errorf("model %q: unknown backend %q", alias, t.Backend)
 			}
-			mm.Targets = append(mm.Targets, Target{Backend: b, Deployment: t.Deployment, Priority: t.Priority, Weight: t.Weight})
+			k := [2]string{t.Backend, t.Deployment}
+			d := deps[k]
+			if d == nil {
+				d = &deployment{name: t.Deployment, capacity: b.Capacity, set: set}
+				deps[k] = d
+				b.deployments = append(b.deployments, d)
+			}
+			mm.Targets = append(mm.Targets, Target{Backend: b, Deployment: t.Deployment, Priority: t.Priority,
+				Weight: t.Weight, Version: t.Version, dep: d, seed: targetSeed(t.Backend, t.Deployment)})
 		}
 		sort.SliceStable(mm.Targets, func(i, j int) bool { return mm.Targets[i].Priority < mm.Targets[j].Priority })
 		r.models[alias] = mm
 	}
+	for _, b := range r.backends {
+		sort.Slice(b.deployments, func(i, j int) bool { return b.deployments[i].name < b.deployments[j].name })
+	}
 	return r, nil
+}
+
+func targetSeed(backend, dep string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(backend))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(dep))
+	return h.Sum64()
 }
 
 // Model returns the alias, or ErrUnknownModel.
@@ -79,48 +154,6 @@ func (r *Router) Model(alias string) (*Model, error) {
 	return m, nil
 }
 
-// Plan returns the order in which to try m's targets: tiers in priority
-// order, inside a tier a weighted random order (weighted sampling without
-// replacement), so load spreads by weight and failover stays in the tier
-// before spilling to the next one. The slice is new; dst is reused if large enough.
-func (m *Model) Plan(dst []Target, rng *rand.Rand) []Target {
-	dst = append(dst[:0], m.Targets...)
-	for start := 0; start < len(dst); {
-		end := start + 1
-		for end < len(dst) && dst[end].Priority == dst[start].Priority {
-			end++
-		}
-		weightedShuffle(dst[start:end], rng)
-		start = end
-	}
-	return dst
-}
-
-func weightedShuffle(ts []Target, rng *rand.Rand) {
-	for i := 0; i < len(ts)-1; i++ {
-		total := 0
-		for _, t := range ts[i:] {
-			total += t.Weight
-		}
-		if total <= 0 {
-			return
-		}
-		var x int
-		if rng != nil {
-			x = rng.IntN(total)
-		} else {
-			x = rand.IntN(total)
-		}
-		for j := i; j < len(ts); j++ {
-			x -= ts[j].Weight
-			if x < 0 {
-				ts[i], ts[j] = ts[j], ts[i]
-				break
-			}
-		}
-	}
-}
-
 // Aliases lists every model alias, sorted.
 func (r *Router) Aliases() []string {
 	out := make([]string, 0, len(r.models))
@@ -129,4 +162,41 @@ func (r *Router) Aliases() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Cool marks t's deployment cooling after a 429 for the wait h asks for
+// (retry-after-ms, else retry-after), the router's default cooling when h
+// names none, capped by its maximum. It returns the wait applied.
+func (t Target) Cool(h http.Header) time.Duration {
+	if t.dep == nil {
+		return 0
+	}
+	now := t.dep.set.clock()
+	d, ok := RetryAfter(h, now)
+	if !ok {
+		d = t.dep.set.defaultCooling
+	}
+	d = min(d, t.dep.set.maxCooling)
+	t.dep.cool(now.Add(d).UnixNano())
+	return d
+}
+
+// CoolingUntil is when t's deployment may be tried again; zero when it is
+// not cooling.
+func (t Target) CoolingUntil() time.Time {
+	if t.dep == nil {
+		return time.Time{}
+	}
+	if u := t.dep.coolUntil.Load(); u > t.dep.set.clock().UnixNano() {
+		return time.Unix(0, u)
+	}
+	return time.Time{}
+}
+
+// Observe keeps the utilization a response's headers report for t's
+// deployment (shown by the admin endpoint).
+func (t Target) Observe(h http.Header) {
+	if t.dep != nil {
+		t.dep.observe(h, t.dep.set.clock())
+	}
 }

@@ -1,0 +1,161 @@
+package route
+
+import (
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/foundry-gateway/gateway/internal/config"
+)
+
+// Health is a backend's passive health: its circuit breaker and its recent
+// latencies. It lives inside [Backend] and must not be copied.
+type Health struct {
+	Breaker
+	lat latencies
+}
+
+// Record implements the breaker contract and also keeps the latency for
+// the admin endpoint's p50. See [Breaker.Record] for what status means.
+func (h *Health) Record(status int, latency time.Duration) {
+	h.Breaker.Record(status, latency)
+	if status != 499 && latency > 0 {
+		h.lat.add(latency)
+	}
+}
+
+// latencies is a ring of the last len(ring) call latencies.
+type latencies struct {
+	next atomic.Uint64
+	ring [128]atomic.Int64
+}
+
+func (l *latencies) add(d time.Duration) {
+	i := l.next.Add(1) - 1
+	l.ring[i%uint64(len(l.ring))].Store(int64(d))
+}
+
+// p50 is the median of the ring, or false when nothing was recorded.
+func (l *latencies) p50() (time.Duration, bool) {
+	var buf [128]int64
+	s := buf[:0]
+	for i := range l.ring {
+		if v := l.ring[i].Load(); v > 0 {
+			s = append(s, v)
+		}
+	}
+	if len(s) == 0 {
+		return 0, false
+	}
+	slices.Sort(s)
+	return time.Duration(s[len(s)/2]), true
+}
+
+// deployment is the state of one deployment on one backend, shared by every
+// alias that targets it: rate limits (and so cooling and utilization) are
+// per deployment in Azure OpenAI. Must not be copied.
+type deployment struct {
+	name     string
+	capacity config.Capacity
+	set      *settings
+	// coolUntil is the unix-nano time before which the deployment is not
+	// tried (it answered 429).
+	coolUntil atomic.Int64
+	util      atomic.Pointer[Utilization]
+}
+
+// Utilization is the last load sample a deployment reported.
+type Utilization struct {
+	// Percent of the deployment's capacity in use, 0–100 (and above when
+	// over committed): azure-openai-deployment-utilization on provisioned
+	// deployments, otherwise derived from x-ratelimit-remaining-tokens /
+	// -requests against the configured capacity (or the reported limit).
+	Percent float64 `json:"percent"`
+	// Source is "provisioned" or "ratelimit".
+	Source            string    `json:"source"`
+	RemainingTokens   *int64    `json:"remaining_tokens,omitempty"`
+	RemainingRequests *int64    `json:"remaining_requests,omitempty"`
+	At                time.Time `json:"at"`
+}
+
+// cool marks the deployment cooling until at least until (never shortens).
+func (d *deployment) cool(until int64) {
+	for {
+		old := d.coolUntil.Load()
+		if old >= until || d.coolUntil.CompareAndSwap(old, until) {
+			return
+		}
+	}
+}
+
+// observe keeps the utilization the response headers report, if any.
+func (d *deployment) observe(h http.Header, now time.Time) {
+	if v := h.Get("Azure-Openai-Deployment-Utilization"); v != "" {
+		if p, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(v, "%")), 64); err == nil {
+			d.util.Store(&Utilization{Percent: p, Source: "provisioned", At: now})
+		}
+		return
+	}
+	remT, okT := headerInt(h, "X-Ratelimit-Remaining-Tokens")
+	remR, okR := headerInt(h, "X-Ratelimit-Remaining-Requests")
+	if !okT && !okR {
+		return
+	}
+	u := &Utilization{Source: "ratelimit", At: now, Percent: math.NaN()}
+	used := func(rem, capacity int64, limitHeader string) {
+		if capacity <= 0 {
+			capacity, _ = headerInt(h, limitHeader)
+		}
+		if capacity > 0 {
+			p := 100 * float64(capacity-rem) / float64(capacity)
+			if math.IsNaN(u.Percent) || p > u.Percent {
+				u.Percent = p
+			}
+		}
+	}
+	if okT {
+		u.RemainingTokens = &remT
+		used(remT, d.capacity.TPM, "X-Ratelimit-Limit-Tokens")
+	}
+	if okR {
+		u.RemainingRequests = &remR
+		used(remR, d.capacity.RPM, "X-Ratelimit-Limit-Requests")
+	}
+	if math.IsNaN(u.Percent) {
+		u.Percent = -1 // capacity unknown: only the remaining counts are meaningful
+	}
+	d.util.Store(u)
+}
+
+func headerInt(h http.Header, name string) (int64, bool) {
+	v := h.Get(name)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	return n, err == nil
+}
+
+// RetryAfter reads how long a 429 asks to wait: retry-after-ms first (what
+// Azure OpenAI sends and clients should prefer), then retry-after in
+// seconds or as an HTTP date. ok is false when neither is usable.
+func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && ms >= 0 {
+			return time.Duration(ms * float64(time.Millisecond)), true
+		}
+	}
+	if v := h.Get("Retry-After"); v != "" {
+		if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && s >= 0 {
+			return time.Duration(s) * time.Second, true
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(t.Sub(now), 0), true
+		}
+	}
+	return 0, false
+}
