@@ -83,3 +83,7 @@ lint: ## go vet and gofmt
 
 clean: ## remove build output and local data
 	rm -rf bin build data
+
+screenshot: ## headless Chromium screenshot of the usage page with data (build/usage-ui.png)
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	FGW_SCREENSHOT=1 $(GO) test -count=1 -run '^TestUsagePageScreenshot$$' -v ./test/

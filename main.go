@@ -35,6 +35,10 @@ Usage:
   handler keys create --team T --app A [--json] create an API key (printed once)
   handler keys list [--json]                    list keys (never the secrets)
   handler keys revoke ID                        revoke a key
+  handler usage report [--from D] [--to D] [--by team,app,model,class,date] [--format table|csv|json] [--team T]
+                                                usage and cost per team/app/model/day
+  handler limits set --key ID|--app A|--team T [--rpm N] [--tpm N] [--monthly-tokens N]
+  handler limits list | delete                  per-key/app/team limit overrides
   handler package --out ZIP [--binary B] [--gateway-config FILE]
                                                 build the Azure Functions zip package
 
@@ -66,6 +70,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdSim(ctx, args[1:], log, stdout)
 	case "keys":
 		return cmdKeys(ctx, args[1:], getenv, stdout)
+	case "usage":
+		return cmdUsage(ctx, args[1:], getenv, stdout)
+	case "limits":
+		return cmdLimits(ctx, args[1:], getenv, stdout)
 	case "package":
 		return cmdPackage(args[1:], stdout)
 	case "help", "-h", "--help":

@@ -111,3 +111,9 @@ func monthStart(t time.Time) time.Time {
 
 // monthKey is the RowKey prefix of the month that starts at start: mo:<yyyymm>.
 func monthKey(start time.Time) string { return "mo:" + start.Format("200601") }
+
+// Table names (before the configured prefix).
+const (
+	CountersTable = "Counters"
+	LimitsTable   = "Limits"
+)

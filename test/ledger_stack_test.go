@@ -1,0 +1,168 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/foundry-gateway/gateway/handlers"
+	"github.com/foundry-gateway/gateway/internal/auth"
+	"github.com/foundry-gateway/gateway/internal/backendauth"
+	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/ledger"
+	"github.com/foundry-gateway/gateway/internal/proxy"
+	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/store/embedded"
+)
+
+// ledgerStack is a simulator process plus an in-process gateway whose usage
+// sink is the ledger, assembled here the way serve.go will wire it, with the
+// admin usage routes registered. Keys maps team → key.
+type ledgerStack struct {
+	SimURL, URL string
+	Keys        map[string]string
+	Writer      *ledger.Writer
+	Daily       *ledger.Daily
+	Tables      ledger.Tables
+	stopRun     context.CancelFunc
+	runDone     chan struct{}
+}
+
+// ledgerSink is the adapter the lead puts in handlers/usage.go.
+type ledgerSink struct {
+	p *ledger.Pricing
+	w *ledger.Writer
+}
+
+func (s ledgerSink) Record(ctx context.Context, e handlers.Event) {
+	s.w.Record(ctx, s.p.Event(ledger.Call{
+		Time: e.Time, RequestID: e.RequestID, KeyID: e.KeyID, Team: e.Team, App: e.App, Model: e.Model,
+		Op: e.Op, Backend: e.Backend, Deployment: e.Deployment, Region: e.Region, Stream: e.Stream,
+		Status: e.Status, Latency: e.Latency, Usage: e.Usage,
+	}))
+}
+
+func startLedgerStack(t testing.TB, teams ...string) *ledgerStack {
+	t.Helper()
+	dir := t.TempDir()
+	simPort := freePort(t)
+	s := &ledgerStack{SimURL: fmt.Sprintf("http://127.0.0.1:%d", simPort), Keys: map[string]string{}}
+	simCfg := filepath.Join(dir, "sim.yaml")
+	if err := os.WriteFile(simCfg, []byte(fastSim), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sim := start(t, dir, nil, "sim", "--listen", fmt.Sprintf("127.0.0.1:%d", simPort), "--config", simCfg)
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+store: { kind: embedded, path: %s }
+proxy: { responseHeaderTimeout: 5s }
+ledger: { flushInterval: 200ms, spoolPath: %s }
+backends:
+  - { name: sim-paygo, url: "%s", region: swedencentral, auth: { none: true } }
+models:
+  gpt-4o-mini:
+    targets: [ { backend: sim-paygo, deployment: gpt-4o-mini } ]
+    price: { input: 0.15, cachedInput: 0.075, output: 0.60, currency: USD }
+  o4-mini:
+    targets: [ { backend: sim-paygo, deployment: o4-mini } ]
+    price: { input: 1.10, cachedInput: 0.275, output: 4.40, currency: USD }
+  text-embedding-3-small:
+    targets: [ { backend: sim-paygo, deployment: text-embedding-3-small } ]
+    price: { input: 0.02, output: 0, currency: USD }
+`, filepath.Join(dir, "gw.db"), filepath.Join(dir, "spool.jsonl"), s.SimURL)), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(cfg.Store.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	keysTable, err := st.Table(ctx, auth.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := auth.NewKeys(keysTable, nil)
+	for _, tm := range teams {
+		_, secret, err := keys.Create(ctx, tm, "e2e")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Keys[tm] = secret
+	}
+	rtr, err := route.New(cfg, backendauth.For, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	px := proxy.New(proxy.NewTransport(), log, proxy.Options{MaxAttempts: cfg.Proxy.MaxAttempts,
+		TryDuration: cfg.Proxy.TryDuration.D(), StreamIdleTimeout: cfg.Proxy.StreamIdleTimeout.D()})
+
+	// --- the ledger wiring (serve.go) ---
+	s.Tables, err = ledger.OpenTables(ctx, st, cfg.Store.TablePrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Writer = ledger.NewWriter(s.Tables, ledger.WriterOptions{FlushInterval: cfg.Ledger.FlushInterval.D(),
+		MaxBuffered: cfg.Ledger.MaxBuffered, SpoolAfter: cfg.Ledger.SpoolAfter.D(), SpoolPath: cfg.Ledger.SpoolPath, Log: log})
+	s.Daily = ledger.NewDaily(s.Tables, nil)
+	pricing := ledger.NewPricing(ledger.PricesFromConfig(cfg), cfg.Ledger.BatchDiscount, nil)
+	authn := auth.NewAuthenticator(keys, time.Second)
+	gw := handlers.New(handlers.Deps{Log: log, Auth: authn, Router: rtr, Proxy: px,
+		Usage: ledgerSink{p: pricing, w: s.Writer}, MaxBodyBytes: cfg.MaxBodyBytes,
+		Timers: map[string]handlers.Timer{"rollup": s.Daily.Timer()}, Ready: st.Ping})
+	authz := func(r *http.Request) (string, bool, error) {
+		p, err := authn.Authenticate(r.Context(), r.Header)
+		return p.Team, p.Team == "finance", err
+	}
+	// The lead registers these on the echo instance; here a second echo
+	// serves them in front of the gateway.
+	admin := echo.New()
+	admin.Any("/*", echo.WrapHandler(gw))
+	for _, prefix := range []string{"/admin", "/gateway/admin"} {
+		admin.GET(prefix+"/usage", handlers.UsageReport(s.Daily, authz, nil))
+		admin.GET(prefix+"/usage/ui", handlers.UsagePage())
+	}
+	admin.HTTPErrorHandler = func(err error, c echo.Context) { gwError(c, err) }
+	admin.HideBanner, admin.HidePort = true, true
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.stopRun, s.runDone = cancel, make(chan struct{})
+	go func() { _ = s.Writer.Run(runCtx); close(s.runDone) }()
+	srv := httptest.NewServer(admin)
+	s.URL = srv.URL
+	t.Cleanup(func() {
+		srv.Close()
+		s.Close(t)
+		st.Close()
+	})
+	waitHTTP(t, sim, s.SimURL+"/sim/usage")
+	return s
+}
+
+// Close stops the writer's loop and flushes it, as serve.go does on SIGTERM
+// after the HTTP server has shut down.
+func (s *ledgerStack) Close(t testing.TB) {
+	s.stopRun()
+	<-s.runDone
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Writer.Close(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+func gwError(c echo.Context, err error) {
+	if c.Response().Committed {
+		return
+	}
+	httperr.Write(c.Response(), err)
+}
