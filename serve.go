@@ -10,17 +10,28 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/foundry-gateway/gateway/handlers"
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/jobs"
+	"github.com/foundry-gateway/gateway/internal/ledger"
 	"github.com/foundry-gateway/gateway/internal/proxy"
+	"github.com/foundry-gateway/gateway/internal/queue"
+	queueembedded "github.com/foundry-gateway/gateway/internal/queue/embedded"
+	"github.com/foundry-gateway/gateway/internal/queue/servicebus"
+	"github.com/foundry-gateway/gateway/internal/quota"
 	"github.com/foundry-gateway/gateway/internal/route"
 	"github.com/foundry-gateway/gateway/internal/store"
 	"github.com/foundry-gateway/gateway/internal/store/embedded"
 	"github.com/foundry-gateway/gateway/internal/store/tables"
+	"github.com/foundry-gateway/gateway/internal/telemetry"
+	"github.com/foundry-gateway/gateway/internal/tokens"
 )
 
 func loadConfig(args []string, name string, getenv func(string) string) (config.Config, *flag.FlagSet, error) {
@@ -57,62 +68,181 @@ func openStore(c config.Config) (store.Store, error) {
 type app struct {
 	handler http.Handler
 	store   store.Store
+	queue   interface{ Close() error }
 	timers  map[string]handlers.Timer
-	// affinity's writer runs beside the server (see cmdServe).
-	affinity *route.Affinity
+	// workers run beside the server until it has shut down; closers then
+	// flush what they hold, in order.
+	workers []func(ctx context.Context) error
+	closers []func(ctx context.Context) error
 }
 
-func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.RoundTripper) (*app, error) {
+// openQueue opens the configured low-priority queue.
+func openQueue(ctx context.Context, c config.Config) (queue.Queue, error) {
+	if c.Queue.Kind == config.QueueServiceBus {
+		return servicebus.New(ctx, servicebus.Options{ConnectionString: c.Queue.ConnectionString.Reveal(),
+			Namespace: c.Queue.Namespace, ClientID: c.Queue.ClientID, Queue: c.Queue.Name})
+	}
+	return queueembedded.Open(c.Queue.Path, queueembedded.Options{})
+}
+
+// table opens one table under the configured prefix.
+func table(ctx context.Context, st store.Store, c config.Config, name string) (store.Table, error) {
+	t, err := st.Table(ctx, c.Store.TablePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("open table %s: %w", name, err)
+	}
+	return t, nil
+}
+
+func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.RoundTripper) (_ *app, err error) {
 	st, err := openStore(c)
 	if err != nil {
 		return nil, err
 	}
-	keysTable, err := st.Table(ctx, c.Store.TablePrefix+auth.Table)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("open keys table: %w", err)
+	a := &app{store: st}
+	defer func() {
+		if err != nil {
+			if a.queue != nil {
+				a.queue.Close()
+			}
+			st.Close()
+		}
+	}()
+	tabs := map[string]store.Table{}
+	for _, name := range []string{auth.Table, route.AffinityTable, quota.CountersTable, quota.LimitsTable, jobs.Table} {
+		if tabs[name], err = table(ctx, st, c, name); err != nil {
+			return nil, err
+		}
 	}
 	rtr, err := route.New(c, backendauth.For, nil)
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
-	affTable, err := st.Table(ctx, c.Store.TablePrefix+route.AffinityTable)
+	tel, err := telemetry.New(telemetry.Options{ConnectionString: c.AppInsightsConnectionString.Reveal(),
+		HTTPClient: telemetryClient(c)}, log)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("open response affinity table: %w", err)
+		return nil, err
 	}
 	ra := c.Routing.ResponseAffinity
-	aff := route.NewAffinity(affTable, log, route.AffinityOptions{TTL: ra.TTL.D(), CacheSize: ra.CacheSize, WriteBuffer: ra.WriteBuffer})
+	aff := route.NewAffinity(tabs[route.AffinityTable], log, route.AffinityOptions{TTL: ra.TTL.D(), CacheSize: ra.CacheSize, WriteBuffer: ra.WriteBuffer})
 	px := proxy.New(rt, log, proxy.Options{
 		MaxAttempts: c.Proxy.MaxAttempts, TryDuration: c.Proxy.TryDuration.D(),
 		StreamIdleTimeout: c.Proxy.StreamIdleTimeout.D(), ExposeBackend: c.Proxy.ExposeBackend,
-		AffinityHeader: c.Routing.AffinityHeader, Affinity: aff,
+		AffinityHeader: c.Routing.AffinityHeader, Affinity: aff, Observer: handlers.AttemptTelemetry{Tel: tel},
 	})
-	timers := map[string]handlers.Timer{
-		// The drain and rollup functions exist so the Functions host can
-		// call them from day one; their work lands with the low-priority
-		// queue and the usage rollup.
-		"drain": func(context.Context) ([]string, error) {
-			return []string{"drain: no low-priority queue is wired in this build; nothing to drain"}, nil
-		},
-		"rollup": func(context.Context) ([]string, error) {
-			return []string{"rollup: no usage ledger is wired in this build; nothing to roll up"}, nil
-		},
+
+	// Usage ledger: priced events, batched off the request path.
+	lt, err := ledger.OpenTables(ctx, st, c.Store.TablePrefix)
+	if err != nil {
+		return nil, err
 	}
-	h := handlers.New(handlers.Deps{
+	lw := ledger.NewWriter(lt, ledger.WriterOptions{FlushInterval: c.Ledger.FlushInterval.D(), MaxBuffered: c.Ledger.MaxBuffered,
+		SpoolAfter: c.Ledger.SpoolAfter.D(), SpoolPath: c.Ledger.SpoolPath, Log: log})
+	daily := ledger.NewDaily(lt, nil)
+	tc := tokens.New()
+	pricing := ledger.NewPricing(ledger.PricesFromConfig(c), c.Ledger.BatchDiscount,
+		ledger.CounterFunc(func(m, s string) int { return int(tc.Text(m, s)) }))
+	sink := handlers.LedgerUsage{Pricing: pricing, Writer: lw, Log: handlers.LogUsage{Log: log}}
+
+	// Rate limits and budgets.
+	lim := quota.New(tabs[quota.CountersTable], tabs[quota.LimitsTable], c.Limits, quota.SystemClock{}, log)
+	if err := lim.LoadOverrides(ctx); err != nil {
+		log.Warn("limit overrides not loaded; using config limits until the next refresh", "error", err)
+	}
+
+	// Low-priority jobs.
+	q, err := openQueue(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	a.queue = q
+	js := jobs.NewStore(tabs[jobs.Table], nil)
+	dr := jobs.NewDrainer(js, q, rtr, px, rtr, log, jobs.DrainOptions{Target: c.Jobs.DrainTarget,
+		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
+		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal()})
+	dr.OnDone = func(ctx context.Context, j *jobs.Job, res proxy.Result) {
+		// Keyed by the job id: a job run twice leaves one usage row.
+		sink.Record(ctx, handlers.Event{Time: time.Now().UTC(), RequestID: j.ID, KeyID: j.KeyID, Team: j.Team, App: j.App,
+			Model: j.Model, Op: j.Op, Backend: res.Backend, Deployment: res.Deployment, Region: res.Region,
+			Status: res.Status, Attempts: res.Attempts, Complete: res.Complete, Usage: res.Usage, Class: "batch", Text: res.Text})
+	}
+
+	a.timers = map[string]handlers.Timer{
+		"drain": func(ctx context.Context) ([]string, error) {
+			stats, err := dr.Drain(ctx)
+			return []string{stats.String()}, err
+		},
+		"rollup": daily.Timer(),
+	}
+	adminTeams := c.Auth.AdminTeams
+	authn := auth.NewAuthenticator(auth.NewKeys(tabs[auth.Table], nil), c.Auth.KeyCacheTTL.D())
+	a.handler = handlers.New(handlers.Deps{
 		Log:          log,
-		Auth:         auth.NewAuthenticator(auth.NewKeys(keysTable, nil), c.Auth.KeyCacheTTL.D()),
+		Auth:         authn,
 		Router:       rtr,
 		Proxy:        px,
-		Usage:        handlers.LogUsage{Log: log},
+		Usage:        sink,
 		MaxBodyBytes: c.MaxBodyBytes,
-		Timers:       timers,
+		Timers:       a.timers,
 		Ready:        st.Ping,
 		Backends:     rtr,
-		AdminTeams:   c.Auth.AdminTeams,
+		AdminTeams:   adminTeams,
+		Jobs:         js,
+		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
+			return jobs.Submit(ctx, js, q, s)
+		},
+		Quota:        &quota.Gate{L: lim, Counter: tc},
+		Tokens:       tc,
+		Telemetry:    tel,
+		UsageReports: daily,
+		UsageAuthz: func(r *http.Request) (string, bool, error) {
+			p, err := authn.Authenticate(r.Context(), r.Header)
+			if err != nil {
+				return "", false, err
+			}
+			return p.Team, slices.Contains(adminTeams, p.Team), nil
+		},
 	})
-	return &app{handler: h, store: st, timers: timers, affinity: aff}, nil
+	a.workers = []func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run,
+		func(context.Context) error { tc.Warm(); return nil }}
+	a.closers = []func(context.Context) error{lim.Flush, lw.Close,
+		func(ctx context.Context) error { tel.Close(ctx); return nil }}
+	return a, nil
+}
+
+// telemetryClient is the HTTP client for Application Insights ingestion:
+// with APPLICATIONINSIGHTS_AUTHENTICATION_STRING "…Authorization=AAD" it
+// adds an Entra token of the managed identity (local auth disabled).
+func telemetryClient(c config.Config) *http.Client {
+	if !strings.Contains(strings.ToLower(c.AppInsightsAuth), "authorization=aad") {
+		return nil
+	}
+	clientID := ""
+	for _, part := range strings.Split(c.AppInsightsAuth, ";") {
+		if k, v, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(k), "ClientId") {
+			clientID = strings.TrimSpace(v)
+		}
+	}
+	cred, err := backendauth.Credential(clientID)
+	if err != nil {
+		return nil
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &authorizingTransport{
+		next: http.DefaultTransport.(*http.Transport).Clone(), auth: backendauth.NewToken(cred, "https://monitor.azure.com/.default", nil)}}
+}
+
+// authorizingTransport adds a credential to every request.
+type authorizingTransport struct {
+	next http.RoundTripper
+	auth backendauth.Authorizer
+}
+
+func (t *authorizingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if err := t.auth.Authorize(r.Context(), r.Header); err != nil {
+		return nil, err
+	}
+	return t.next.RoundTrip(r)
 }
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
@@ -125,19 +255,25 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, lo
 		return err
 	}
 	defer a.store.Close()
+	defer a.queue.Close()
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	log.Info("gateway listening", "addr", ln.Addr().String(), "under_functions", c.UnderFunctions,
-		"store", string(c.Store.Kind), "models", len(c.Models), "backends", len(c.Backends))
+		"store", string(c.Store.Kind), "queue", string(c.Queue.Kind), "models", len(c.Models), "backends", len(c.Backends))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	affCtx, stopAff := context.WithCancel(context.WithoutCancel(ctx))
-	affDone := make(chan struct{})
-	go func() { _ = a.affinity.Run(affCtx); close(affDone) }()
-	defer func() { stopAff(); <-affDone }() // after Shutdown: flush the last writes
+
+	// Workers outlive the server: they stop only after Shutdown, so the
+	// last requests' usage and counters are still flushed.
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, run := range a.workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(wctx) }()
+	}
 	if !c.UnderFunctions {
 		// Standalone: run the timer functions ourselves; under Functions the
 		// host calls POST /drain and POST /rollup on its schedule.
@@ -146,18 +282,28 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, lo
 			go runTimer(ctx, log, name, periods[name], fn)
 		}
 	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && serveErr == nil {
+		serveErr = err
 	}
-	return nil
+	stopWorkers()
+	wg.Wait()
+	for _, closeFn := range a.closers {
+		if err := closeFn(sctx); err != nil {
+			log.Error("flush on shutdown", "error", err)
+		}
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
 }
 
 // runTimer calls fn every period until ctx ends.

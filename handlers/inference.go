@@ -4,14 +4,21 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/jobs"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/proxy"
+	"github.com/foundry-gateway/gateway/internal/quota"
 	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/telemetry"
+	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
 // inference serves one OpenAI operation in the v1 style (model in the body)
@@ -59,8 +66,27 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_request_error", Param: "stream",
 				Msg: "Embeddings cannot be streamed."}
 		}
+		tr := traceOf(c)
+		subjects := quota.Subjects(p.KeyID, p.Team, p.App)
+		var ticket *quota.Ticket
+		if g.Quota != nil {
+			if ticket, err = g.Quota.Admit(ctx, c.Response().Header(), subjects, req, body); err != nil {
+				return err
+			}
+			ticket.SetHeaders(c.Response().Header())
+		}
+		setProps(c, map[string]string{"team": p.Team, "app": p.App, "key_id": p.KeyID, "model": req.Model,
+			"operation": string(op), "stream": strconv.FormatBool(req.Stream)})
+
+		if wantsAsync(r.Header) {
+			if ticket != nil {
+				ticket.SettleUsage(usage.Usage{Reported: true}) // the submission counts as a request; tokens are spent later
+			}
+			return g.submit(c, p, req, body, tr)
+		}
+
 		call := proxy.Call{Req: req, Body: body, RawQuery: r.URL.RawQuery, RequestID: requestIDOf(c),
-			Caller: p.KeyID, Regions: p.Regions}
+			Caller: p.KeyID, Regions: p.Regions, Trace: tr}
 		if req.NeedsUsageInjection() {
 			// Ask for the usage chunk so the stream can be metered, and strip
 			// it again so the client's stream is what it asked for.
@@ -70,13 +96,26 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 			call.StripUsageChunk = true
 		}
 		res := g.Proxy.Forward(c.Response(), r, m, call)
+		if ticket != nil {
+			ticket.SettleUsage(res.Usage)
+		}
+		e := Event{
+			Time: start.UTC(), RequestID: call.RequestID, KeyID: p.KeyID, Team: p.Team, App: p.App,
+			Model: req.Model, Op: string(op), Backend: res.Backend, Deployment: res.Deployment, Region: res.Region,
+			Stream: req.Stream, Status: res.Status, Attempts: res.Attempts, Latency: time.Since(start), TTFB: res.TTFB,
+			Complete: res.Complete, Usage: res.Usage, Class: "interactive", TraceID: tr.TraceID, Text: res.Text,
+		}
+		if !res.Usage.Reported && res.Backend != "" {
+			e.PromptEstimate = g.promptTokens(op, req.Model, body)
+		}
+		setProps(c, map[string]string{"backend": res.Backend, "deployment": res.Deployment, "region": res.Region,
+			"class": e.Class, "retries": strconv.Itoa(max(res.Attempts-1, 0))})
+		c.Set(ctxMeasurements, map[string]float64{"prompt_tokens": float64(res.Usage.PromptTokens),
+			"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
+			"reasoning_tokens": float64(res.Usage.ReasoningTokens), "ttfb_ms": float64(res.TTFB.Microseconds()) / 1000})
+		g.metrics(e, tr)
 		if g.Usage != nil {
-			g.Usage.Record(ctx, Event{
-				Time: start.UTC(), RequestID: call.RequestID, KeyID: p.KeyID, Team: p.Team, App: p.App,
-				Model: req.Model, Op: string(op), Backend: res.Backend, Deployment: res.Deployment, Region: res.Region,
-				Stream: req.Stream, Status: res.Status, Attempts: res.Attempts, Latency: time.Since(start), TTFB: res.TTFB,
-				Complete: res.Complete, Usage: res.Usage,
-			})
+			g.Usage.Record(ctx, e)
 		}
 		if res.Aborted {
 			// The backend broke mid-response: make the client see a broken
@@ -84,6 +123,78 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 			panic(http.ErrAbortHandler)
 		}
 		return nil
+	}
+}
+
+// wantsAsync reports "Prefer: respond-async" (RFC 7240).
+func wantsAsync(h http.Header) bool {
+	for _, v := range h.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// submit queues the request as a low-priority job: 202 with the job and
+// where to poll it.
+func (g *gateway) submit(c echo.Context, p auth.Principal, req openai.Request, body []byte, tr telemetry.Trace) error {
+	if g.Submit == nil {
+		return httperr.BadRequest("async_not_enabled", "Low-priority (Prefer: respond-async) requests are not enabled on this gateway.")
+	}
+	if req.Stream {
+		return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_request_error", Param: "stream",
+			Msg: "Streaming cannot be combined with Prefer: respond-async; poll the job for the result instead."}
+	}
+	j, err := g.Submit(c.Request().Context(), jobs.Submission{KeyID: p.KeyID, Team: p.Team, App: p.App, Req: req, Body: body,
+		RawQuery: c.Request().URL.RawQuery, CallbackURL: c.Request().Header.Get("X-Gateway-Callback-Url"),
+		Traceparent: tr.Traceparent()})
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("Operation-Location", "/jobs/"+j.ID)
+	h.Set("Location", "/jobs/"+j.ID)
+	h.Set("Preference-Applied", "respond-async")
+	h.Set("Retry-After", "5")
+	return c.JSON(http.StatusAccepted, viewOf(j))
+}
+
+// promptTokens counts a prompt offline, for estimating the usage of a call
+// whose backend reported none.
+func (g *gateway) promptTokens(op openai.Op, model string, body []byte) int64 {
+	if g.Tokens != nil {
+		return g.Tokens.Prompt(op, model, body)
+	}
+	return int64(len(body)/4 + 1)
+}
+
+// metrics sends token and throttle metrics with the request's dimensions.
+func (g *gateway) metrics(e Event, tr telemetry.Trace) {
+	if g.Telemetry == nil {
+		return
+	}
+	dims := map[string]string{"team": e.Team, "app": e.App, "model": e.Model, "backend": e.Backend, "class": e.Class}
+	if e.Usage.Reported {
+		g.Telemetry.TrackMetric("gateway.tokens.prompt", float64(e.Usage.PromptTokens), tr, dims)
+		g.Telemetry.TrackMetric("gateway.tokens.completion", float64(e.Usage.CompletionTokens), tr, dims)
+	}
+	if e.Status == http.StatusTooManyRequests {
+		g.Telemetry.TrackMetric("gateway.throttled", 1, tr, dims)
+	}
+}
+
+// setProps adds telemetry dimensions for the request item.
+func setProps(c echo.Context, kv map[string]string) {
+	props, _ := c.Get(ctxProps).(map[string]string)
+	if props == nil {
+		props = map[string]string{}
+		c.Set(ctxProps, props)
+	}
+	for k, v := range kv {
+		props[k] = v
 	}
 }
 

@@ -13,8 +13,12 @@ import (
 
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/jobs"
+	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/proxy"
+	"github.com/foundry-gateway/gateway/internal/quota"
 	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/telemetry"
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
@@ -32,6 +36,16 @@ type router interface {
 // forwarder sends a call to a backend and writes the response.
 type forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, m *route.Model, c proxy.Call) proxy.Result
+}
+
+// admitter enforces rate limits and token budgets.
+type admitter interface {
+	Admit(ctx context.Context, h http.Header, subjects []quota.Subject, req openai.Request, body []byte) (*quota.Ticket, error)
+}
+
+// promptCounter counts prompt tokens offline.
+type promptCounter interface {
+	Prompt(op openai.Op, model string, body []byte) int64
 }
 
 // UsageSink receives one event per completed inference call.
@@ -58,6 +72,16 @@ type Event struct {
 	TTFB       time.Duration
 	Complete   bool
 	Usage      usage.Usage
+	// Class is interactive (synchronous calls) or batch (jobs).
+	Class string
+	// TraceID is the W3C trace id (the Application Insights operation id).
+	TraceID string
+	// Text is the streamed completion text, kept for estimating the usage
+	// of a stream cut before its usage chunk; never logged.
+	Text string
+	// PromptEstimate is the offline prompt token count when the usage was
+	// not reported (0 otherwise).
+	PromptEstimate int64
 }
 
 // Timer is the work of a timer function (drain, rollup). It returns lines
@@ -77,10 +101,23 @@ type Deps struct {
 	// Ready reports whether dependencies (the store) are reachable.
 	Ready func(ctx context.Context) error
 	// Backends, when set, serves GET /admin/backends to AdminTeams.
-	// Jobs serves GET/DELETE /jobs/{id} and GET /jobs; nil disables them.
-	Jobs       jobStore
 	Backends   backendStatus
 	AdminTeams []string
+	// Jobs serves GET/DELETE /jobs/{id} and GET /jobs; nil disables them.
+	Jobs jobStore
+	// Submit queues a low-priority request (Prefer: respond-async); nil
+	// refuses async requests.
+	Submit func(ctx context.Context, s jobs.Submission) (*jobs.Job, error)
+	// Quota admits requests against rate limits and budgets; nil = none.
+	Quota admitter
+	// Tokens counts prompt tokens offline (usage estimates); nil = bytes/4.
+	Tokens promptCounter
+	// Telemetry records requests (nil = off).
+	Telemetry *telemetry.Client
+	// UsageReports serves /admin/usage and its page; UsageAuthz decides who
+	// reads which team's usage.
+	UsageReports usageReporter
+	UsageAuthz   UsageAuthorizer
 }
 
 // New returns the HTTP handler of `handler serve`.
@@ -88,7 +125,7 @@ func New(d Deps) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log)
-	e.Use(requestID, recoverer(d.Log))
+	e.Use(requestID, tracing(d.Telemetry), recoverer(d.Log))
 
 	g := &gateway{Deps: d}
 	// Readiness: the Functions host polls GET / until any response arrives.
@@ -114,6 +151,13 @@ func New(d Deps) http.Handler {
 	}
 
 	g.registerJobs(e)
+	if d.UsageReports != nil {
+		// /gateway/admin/...: the Functions host owns /admin/* in Azure.
+		for _, p := range []string{"/admin", "/gateway/admin"} {
+			e.GET(p+"/usage", UsageReport(d.UsageReports, d.UsageAuthz, nil))
+			e.GET(p+"/usage/ui", UsagePage())
+		}
+	}
 	for name, fn := range d.Timers {
 		e.POST("/"+name, invocation(d.Log, name, fn))
 	}

@@ -44,6 +44,8 @@ func TestRoutingResponsesAffinityAcrossInstances(t *testing.T) {
 		gws[i] = fmt.Sprintf("http://127.0.0.1:%d", port)
 		cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 store: { kind: azure-tables, connection: GatewayTables }
+queue: { kind: embedded, path: %s }
+ledger: { spoolPath: %s }
 proxy: { exposeBackend: true, responseHeaderTimeout: 2s }
 backends:
   - { name: sim-a, url: "%s", auth: { none: true } }
@@ -53,7 +55,7 @@ models:
     targets:
       - { backend: sim-a, deployment: gpt-4o-mini }
       - { backend: sim-b, deployment: gpt-4o-mini }
-`, port, sims[0], sims[1])
+`, port, filepath.Join(dir, fmt.Sprintf("gw%d.queue", i)), filepath.Join(dir, fmt.Sprintf("gw%d.spool", i)), sims[0], sims[1])
 		cfgPath = filepath.Join(dir, fmt.Sprintf("gw%d.yaml", i))
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

@@ -102,10 +102,14 @@ type Config struct {
 	Routing RoutingConfig `yaml:"routing" json:"routing"`
 	// Limits are the rate limits and token budgets (see limits.go).
 	Limits LimitsConfig `yaml:"limits" json:"limits"`
+	// Jobs tunes low-priority jobs and the drain (see jobs.go).
+	Jobs JobsConfig `yaml:"jobs" json:"jobs"`
 
 	// AppInsightsConnectionString comes from APPLICATIONINSIGHTS_CONNECTION_STRING;
 	// empty disables Application Insights.
 	AppInsightsConnectionString Secret `yaml:"-" json:"-"`
+	// AppInsightsAuth comes from APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
+	AppInsightsAuth string `yaml:"-" json:"-"`
 
 	// UnderFunctions is true when FUNCTIONS_CUSTOMHANDLER_PORT is set: the
 	// Functions host then calls the timer functions, not us. Derived.
@@ -265,11 +269,14 @@ type TimersConfig struct {
 
 // Environment variables read directly (beyond those a config file names).
 const (
-	EnvConfigPath     = "GATEWAY_CONFIG"
-	EnvFunctionsPort  = "FUNCTIONS_CUSTOMHANDLER_PORT"
-	EnvAppRoot        = "FUNCTIONS_APP_ROOT_PATH"
-	EnvAppInsights    = "APPLICATIONINSIGHTS_CONNECTION_STRING"
-	DefaultConfigFile = "gateway.yaml"
+	EnvConfigPath    = "GATEWAY_CONFIG"
+	EnvFunctionsPort = "FUNCTIONS_CUSTOMHANDLER_PORT"
+	EnvAppRoot       = "FUNCTIONS_APP_ROOT_PATH"
+	EnvAppInsights   = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+	// EnvAppInsightsAuth is "ClientId=<id>;Authorization=AAD" when
+	// ingestion takes Entra ID tokens only (local auth disabled).
+	EnvAppInsightsAuth = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
+	DefaultConfigFile  = "gateway.yaml"
 )
 
 // Path returns the config file to load: flagValue if set, else
@@ -387,6 +394,7 @@ func (c *Config) applyDefaults() {
 	c.Routing.applyDefaults()
 	c.Limits.applyDefaults()
 	c.Ledger.applyDefaults()
+	c.Jobs.applyDefaults()
 	provisioned := map[string]bool{}
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -429,7 +437,9 @@ func (c *Config) resolve(getenv func(string) string) error {
 		c.UnderFunctions = true
 	}
 	c.AppInsightsConnectionString = Secret(getenv(EnvAppInsights))
+	c.AppInsightsAuth = getenv(EnvAppInsightsAuth)
 	var errs []error
+	errs = append(errs, c.Jobs.resolve(getenv))
 	switch c.Store.Kind {
 	case StoreAzureTables:
 		p := c.Store.Connection
@@ -507,6 +517,7 @@ func (c *Config) Validate() error {
 		bad("proxy.maxAttempts %d: must be at least 1", c.Proxy.MaxAttempts)
 	}
 	errs = append(errs, c.Routing.validate()...)
+	errs = append(errs, c.Jobs.validate()...)
 	errs = append(errs, c.Ledger.validate()...)
 	names := map[string]bool{}
 	for i, b := range c.Backends {

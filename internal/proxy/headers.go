@@ -76,6 +76,9 @@ func copyResponseHeader(dst, src http.Header, dropLength bool) {
 		if hopHeaders[k] || conn[k] || (dropLength && k == "Content-Length") {
 			continue
 		}
+		if _, ours := dst[k]; ours && strings.HasPrefix(k, "X-Ratelimit-") {
+			continue // the gateway's own limits, set before forwarding, win
+		}
 		dst[k] = v
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/telemetry"
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
@@ -32,6 +34,8 @@ type Options struct {
 	// ExposeBackend adds x-gateway-backend, x-gateway-deployment and (when
 	// the target has one) x-gateway-model-version response headers.
 	ExposeBackend bool
+	// Observer, when set, is told about every attempt (telemetry).
+	Observer Observer
 	// AffinityHeader names the request header whose value, when present,
 	// replaces the caller's key id for canary stickiness. It is not sent to
 	// backends. Default "" (key id only).
@@ -105,6 +109,32 @@ type Call struct {
 	Caller string
 	// Regions the caller may be served from; empty means any.
 	Regions []string
+	// Trace is the request's span; each attempt gets a child span, sent to
+	// the backend as traceparent. Zero: the client's traceparent passes as is.
+	Trace telemetry.Trace
+}
+
+// Attempt is one backend attempt, reported to the Observer.
+type Attempt struct {
+	// Trace is the attempt's span (a child of Call.Trace).
+	Trace                       telemetry.Trace
+	Number                      int
+	Backend, Deployment, Region string
+	// Target is the backend host, Path the request path without query.
+	Target, Path string
+	Start        time.Time
+	// Duration runs to the end of the response for the attempt that
+	// answered the client, to the response headers for the others.
+	Duration time.Duration
+	// Status is 0 when no response arrived (Err says why).
+	Status int
+	Err    error
+}
+
+// Observer hears about every backend attempt, failed and retried ones
+// included. It must not block.
+type Observer interface {
+	ObserveAttempt(ctx context.Context, c *Call, a Attempt)
 }
 
 // Result says what happened, for usage and logs.
@@ -192,8 +222,19 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 			break
 		}
 		aStart := time.Now()
-		resp, cancel, timedOut, err := p.attempt(ctx, r, t, c, min(t.Backend.Timeout, left))
+		var span telemetry.Trace
+		if c.Trace.TraceID != "" {
+			span = c.Trace.Child()
+		}
+		resp, cancel, timedOut, err := p.attempt(ctx, r, t, c, min(t.Backend.Timeout, left), span)
 		latency := time.Since(aStart)
+		observe := func(status int, d time.Duration, err error) {
+			if p.opt.Observer != nil {
+				p.opt.Observer.ObserveAttempt(ctx, &c, Attempt{Trace: span, Number: res.Attempts, Backend: t.Backend.Name,
+					Deployment: t.Deployment, Region: t.Backend.Region, Target: hostOf(t.Backend.URL), Path: pathOf(t, c),
+					Start: aStart, Duration: d, Status: status, Err: err})
+			}
+		}
 		j := -1
 		if err != nil {
 			if ctx.Err() != nil {
@@ -210,6 +251,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 				lastErr = &httperr.Error{Status: http.StatusBadGateway, Code: "backend_unreachable",
 					Msg: "The model backend could not be reached.", Err: fmt.Errorf("backend %s: %w", t.Backend.Name, err)}
 			}
+			observe(0, latency, err)
 			p.log.LogAttrs(ctx, slog.LevelWarn, "backend attempt failed", slog.String("request_id", c.RequestID),
 				slog.String("backend", t.Backend.Name), slog.Int("attempt", res.Attempts), slog.String("error", err.Error()))
 			if res.Attempts < p.opt.MaxAttempts {
@@ -230,6 +272,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 			j = next(i + 1)
 		}
 		if j >= 0 {
+			observe(resp.StatusCode, latency, nil)
 			p.log.LogAttrs(ctx, slog.LevelWarn, "backend attempt retried", slog.String("request_id", c.RequestID),
 				slog.String("backend", t.Backend.Name), slog.Int("attempt", res.Attempts), slog.Int("status", resp.StatusCode))
 			drain(resp.Body)
@@ -240,6 +283,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 		}
 		res.TTFB = time.Since(start)
 		p.respond(w, resp, cancel, t, c, &res)
+		observe(resp.StatusCode, time.Since(aStart), res.Err)
 		return res
 	}
 	if lastErr == nil {
@@ -278,7 +322,7 @@ func (p *Proxy) refuse(w http.ResponseWriter, err error, res *Result) Result {
 
 // attempt sends one request. The returned cancel must be called once the
 // response is done with; timedOut tells a header timeout from other errors.
-func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c Call, timeout time.Duration) (*http.Response, context.CancelFunc, bool, error) {
+func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c Call, timeout time.Duration, span telemetry.Trace) (*http.Response, context.CancelFunc, bool, error) {
 	body := c.Body
 	if c.Req.Style == openai.StyleV1 && t.Deployment != c.Req.Model {
 		b, err := openai.SetModel(body, t.Deployment)
@@ -306,6 +350,9 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c 
 	if c.RequestID != "" {
 		out.Header.Set("X-Ms-Client-Request-Id", c.RequestID)
 	}
+	if span.TraceID != "" {
+		out.Header.Set("Traceparent", span.Traceparent())
+	}
 	if err := t.Backend.Auth.Authorize(actx, out.Header); err != nil {
 		timer.Stop()
 		cancel()
@@ -321,6 +368,23 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c 
 		return nil, nil, to, err
 	}
 	return resp, cancel, false, nil
+}
+
+// hostOf returns the host of a backend URL, for telemetry.
+func hostOf(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+	}
+	if i := strings.IndexByte(u, '/'); i >= 0 {
+		u = u[:i]
+	}
+	return u
+}
+
+// pathOf is the backend path of an attempt, without the query.
+func pathOf(t route.Target, c Call) string {
+	u := targetURL(t, Call{Req: c.Req})
+	return strings.TrimPrefix(u, t.Backend.URL)
 }
 
 // targetURL builds the backend URL in the style the client used.

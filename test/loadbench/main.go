@@ -163,13 +163,15 @@ func bench(handler string, duration time.Duration, conns int) error {
 	gwConfig := func(addr, db string) string {
 		return fmt.Sprintf(`listen: %s
 store: { kind: embedded, path: %s }
+queue: { kind: embedded, path: %s.queue }
+ledger: { spoolPath: %s.spool }
 backends:
   - { name: sim, url: "http://%s", auth: { none: true } }
 models:
   gpt-4o-mini:
     targets:
       - { backend: sim, deployment: gpt-4o-mini }
-`, addr, filepath.Join(dir, db), simAddr)
+`, addr, filepath.Join(dir, db), filepath.Join(dir, db), filepath.Join(dir, db), simAddr)
 	}
 	var targets []target
 	targets = append(targets, target{name: "direct to simulator", url: "http://" + simAddr, pid: sim.cmd.Process.Pid},
