@@ -282,3 +282,31 @@ func TestErrors(t *testing.T) {
 		t.Errorf("SDK error %v", err)
 	}
 }
+
+// TestStreamUnchangedByUsageInjection: the gateway adds include_usage to
+// learn a stream's usage; a client that did not ask must see no trace of it
+// (no usage chunk, no "usage":null on the chunks), while the gateway still
+// counts the tokens.
+func TestStreamUnchangedByUsageInjection(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	resp := post(t, context.Background(), s.URL+"/openai/v1/chat/completions", s.Key,
+		`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"raw stream"}]}`, nil)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	if strings.Contains(string(b), `"usage"`) {
+		t.Errorf("client stream carries usage it did not ask for:\n%s", tail(string(b), 600))
+	}
+	if !strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+		t.Errorf("stream does not end with [DONE]: %q", tail(string(b), 100))
+	}
+	var lines []map[string]any
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && len(lines) == 0; time.Sleep(50 * time.Millisecond) {
+		lines = s.GW.LogLines("request")
+	}
+	if len(lines) != 1 || lines[0]["usage_reported"] != true || lines[0]["completion_tokens"].(float64) == 0 {
+		t.Errorf("gateway did not count the stream's usage: %v", lines)
+	}
+}

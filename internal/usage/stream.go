@@ -79,6 +79,12 @@ type Stream struct {
 	// pending is the unfinished event; scratch joins multi-line data.
 	pending []byte
 	scratch []byte
+	// dropNull: the event just inspected is kept but carries the
+	// "usage":null the gateway's injected include_usage added; it is
+	// written without that field (into rewritten) so the client's stream
+	// is what it would have been without the injection.
+	dropNull  bool
+	rewritten []byte
 
 	// Line state carried between writes.
 	lineStart bool // the next byte starts a line
@@ -227,7 +233,11 @@ func (s *Stream) endEvent(p []byte, fwd, ev, term, end int, cr bool) int {
 		s.pending = append(s.pending, p[ev:end]...)
 		s.write(p[fwd:ev])
 		if s.inspect(s.pending, true) {
-			s.write(s.pending)
+			if s.dropNull {
+				s.write(s.withoutNullUsage(s.pending))
+			} else {
+				s.write(s.pending)
+			}
 		} else if s.crEvent {
 			s.crDrop = true
 		}
@@ -243,6 +253,11 @@ func (s *Stream) endEvent(p []byte, fwd, ev, term, end int, cr bool) int {
 			return fwd
 		}
 		if s.inspect(p[ev:end], cr) {
+			if s.dropNull {
+				s.write(p[fwd:ev])
+				s.write(s.withoutNullUsage(p[ev:end]))
+				return end
+			}
 			return fwd
 		}
 		s.write(p[fwd:ev])
@@ -413,6 +428,28 @@ func (s *Stream) inspect(ev []byte, cr bool) bool {
 	return keep
 }
 
+// usageNull is what every chunk carries once include_usage is on.
+var usageNull = []byte(`"usage":null`)
+
+// withoutNullUsage returns ev with its "usage":null member (and the comma
+// that joined it) removed, in a reused buffer.
+func (s *Stream) withoutNullUsage(ev []byte) []byte {
+	s.dropNull = false
+	i := bytes.Index(ev, usageNull)
+	if i < 0 {
+		return ev
+	}
+	start, end := i, i+len(usageNull)
+	switch {
+	case start > 0 && ev[start-1] == ',':
+		start--
+	case end < len(ev) && ev[end] == ',':
+		end++
+	}
+	s.rewritten = append(append(s.rewritten[:0], ev[:start]...), ev[end:]...)
+	return s.rewritten
+}
+
 // chunkData handles the data of a chat or legacy completions event.
 func (s *Stream) chunkData(data []byte) bool {
 	if len(data) < 16 && bytes.Equal(bytes.TrimSpace(data), doneData) {
@@ -424,6 +461,7 @@ func (s *Stream) chunkData(data []byte) bool {
 	}
 	// Most chunks stop here: no usage, or Azure's "usage":null.
 	if !hasUsageObject(data) {
+		s.dropNull = s.opts.StripUsageChunk && bytes.Contains(data, usageNull)
 		return true
 	}
 	js := view(data)
