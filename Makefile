@@ -11,7 +11,7 @@ GATEWAY_ADDR := 127.0.0.1:8080
 SIM_ADDR  := 127.0.0.1:8081
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit bench tools package deploy lint clean
+.PHONY: help build run test test-unit bench tools package deploy lint clean screenshot
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,8 @@ run: build ## start the simulator and the gateway on localhost, print a dev key
 	echo; echo "Foundry Gateway on http://$(GATEWAY_ADDR)  (simulator on http://$(SIM_ADDR))"; \
 	echo "dev key: $$KEY"; echo; \
 	echo "try:  curl -s http://$(GATEWAY_ADDR)/openai/v1/chat/completions -H \"Authorization: Bearer $$KEY\" -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"; \
+	echo "      add -H 'Prefer: respond-async' to queue it as a low-priority job, then GET /jobs/<id> with the same key"; \
+	echo "usage page:  http://$(GATEWAY_ADDR)/gateway/admin/usage/ui?key=$$KEY    backends:  http://$(GATEWAY_ADDR)/gateway/admin/backends"; \
 	echo; \
 	./$(BIN) serve --config $(LOCAL_CONFIG)
 
