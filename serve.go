@@ -82,7 +82,7 @@ func openQueue(ctx context.Context, c config.Config) (queue.Queue, error) {
 		return servicebus.New(ctx, servicebus.Options{ConnectionString: c.Queue.ConnectionString.Reveal(),
 			Namespace: c.Queue.Namespace, ClientID: c.Queue.ClientID, Queue: c.Queue.Name})
 	}
-	return queueembedded.Open(c.Queue.Path, queueembedded.Options{})
+	return queueembedded.Open(c.Queue.Path, queueembedded.Options{LockDuration: c.Queue.LockDuration.D()})
 }
 
 // table opens one table under the configured prefix.
@@ -123,6 +123,8 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	if err != nil {
 		return nil, err
 	}
+	// Warnings and errors also become Application Insights trace items.
+	log = slog.New(telemetry.LogHandler(log.Handler(), tel))
 	ra := c.Routing.ResponseAffinity
 	aff := route.NewAffinity(tabs[route.AffinityTable], log, route.AffinityOptions{TTL: ra.TTL.D(), CacheSize: ra.CacheSize, WriteBuffer: ra.WriteBuffer})
 	px := proxy.New(rt, log, proxy.Options{
@@ -160,11 +162,18 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	dr := jobs.NewDrainer(js, q, rtr, px, rtr, log, jobs.DrainOptions{Target: c.Jobs.DrainTarget,
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
 		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal()})
+	dr.Telemetry = tel
 	dr.OnDone = func(ctx context.Context, j *jobs.Job, res proxy.Result) {
 		// Keyed by the job id: a job run twice leaves one usage row.
 		sink.Record(ctx, handlers.Event{Time: time.Now().UTC(), RequestID: j.ID, KeyID: j.KeyID, Team: j.Team, App: j.App,
 			Model: j.Model, Op: j.Op, Backend: res.Backend, Deployment: res.Deployment, Region: res.Region,
 			Status: res.Status, Attempts: res.Attempts, Complete: res.Complete, Usage: res.Usage, Class: "batch", Text: res.Text})
+		// Make the usage row durable before the drain stores the result and
+		// completes the message: a crash in between re-runs the job, and
+		// the row keyed by the job id keeps that to one row.
+		if err := lw.Flush(ctx); err != nil {
+			log.Warn("drain: usage flush", "job", j.ID, "error", err)
+		}
 	}
 
 	a.timers = map[string]handlers.Timer{

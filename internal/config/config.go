@@ -152,6 +152,11 @@ type QueueConfig struct {
 	Connection string `yaml:"connection" json:"connection"`
 	// Name of the queue. Default lowpri.
 	Name string `yaml:"name" json:"name"`
+	// LockDuration of the embedded queue: how long a received message stays
+	// locked before another receiver may take it (after a crash, the delay
+	// before its jobs run again). Default 60s. Service Bus sets it on the
+	// queue entity (infra/main.bicep queueLockDuration).
+	LockDuration Duration `yaml:"lockDuration" json:"lockDuration"`
 
 	// Resolved from the environment by Load.
 	ConnectionString Secret `yaml:"-" json:"-"`
@@ -512,6 +517,9 @@ func (c *Config) Validate() error {
 	case QueueEmbedded, QueueServiceBus:
 	default:
 		bad("queue.kind %q: want %s or %s", c.Queue.Kind, QueueEmbedded, QueueServiceBus)
+	}
+	if c.Queue.LockDuration < 0 {
+		bad("queue.lockDuration %v: must not be negative", c.Queue.LockDuration.D())
 	}
 	if c.Proxy.MaxAttempts < 1 {
 		bad("proxy.maxAttempts %d: must be at least 1", c.Proxy.MaxAttempts)

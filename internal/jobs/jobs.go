@@ -22,6 +22,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/queue"
 	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/telemetry"
 )
 
 // sender puts messages on the queue.
@@ -105,8 +106,14 @@ type DrainOptions struct {
 	Concurrency int
 	// MaxAttempts before a job fails for good on transient errors. Default 5.
 	MaxAttempts int
-	// BusyDelay is how long a job waits again when its pool is busy. Default 10s.
+	// BusyDelay is how long a job waits again when its pool is busy. The
+	// round stops at the first busy job, so this only keeps the next round
+	// from taking the same message first. Default 1s.
 	BusyDelay time.Duration
+	// ProbeAfter: a busy reading with no fresh sample behind it for this
+	// long is not trusted; the round runs one job as a probe, whose answer
+	// refreshes the sample. Default 2s.
+	ProbeAfter time.Duration
 	// CallbackSecret signs callbacks (HMAC-SHA256); empty sends none signed.
 	CallbackSecret string
 	// CallbackClient sends callbacks. Default: 10 s timeout.
@@ -128,6 +135,11 @@ type Drainer struct {
 	// a job only if the job ran more than once; usage rows keyed by job id
 	// make that harmless.
 	OnDone func(ctx context.Context, j *Job, res proxy.Result)
+	// Telemetry, when set, records a request item per job run ("RUN
+	// <op>", class batch) whose span is the parent of the run's backend
+	// attempts and a child of the submitter's span (issue 8). Nil records
+	// none; the attempts still join the submitter's trace.
+	Telemetry *telemetry.Client
 }
 
 // NewDrainer builds a drainer; it starts nothing.
@@ -148,7 +160,10 @@ func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, gauge Gau
 		opt.MaxAttempts = 5
 	}
 	if opt.BusyDelay <= 0 {
-		opt.BusyDelay = 10 * time.Second
+		opt.BusyDelay = time.Second
+	}
+	if opt.ProbeAfter <= 0 {
+		opt.ProbeAfter = 2 * time.Second
 	}
 	if opt.CallbackClient == nil {
 		opt.CallbackClient = &http.Client{Timeout: 10 * time.Second}
@@ -170,6 +185,65 @@ func (s RoundStats) String() string {
 // errStop ends a round early (a backend said 429).
 var errStop = errors.New("stop round")
 
+// errBusy ends a round early: a job's pool is at the drain target.
+var errBusy = errors.New("pool busy")
+
+// round is the state one Drain round shares between its jobs.
+type round struct {
+	mu     sync.Mutex
+	probed map[string]bool // models that already had their probe this round
+}
+
+// sampler is the optional ability of a Gauge to tell when the deployments
+// last reported their load ([route.Router.Status]).
+type sampler interface {
+	Status() []route.BackendStatus
+}
+
+// busy reports whether model's pool is at the drain target. A busy reading
+// is only trusted while some deployment of the pool reported its load in
+// the last ProbeAfter: the gauge keeps the last sample for up to a minute,
+// so once interactive traffic stops it would say "busy" long after the
+// backend's window has emptied, and the spare capacity would go unused
+// (issue 6). With no fresh sample the round runs one job of that model as
+// a probe; its answer brings a fresh sample, and a 429 stops the round.
+func (d *Drainer) busy(model string, rs *round) bool {
+	if d.gauge == nil || d.gauge.Utilization(model) < d.opt.Target {
+		return false
+	}
+	s, ok := d.gauge.(sampler)
+	if !ok {
+		return true
+	}
+	m, err := d.models.Model(model)
+	if err != nil {
+		return true
+	}
+	var newest time.Time
+	for _, b := range s.Status() {
+		for _, t := range m.Targets {
+			if t.Backend == nil || t.Backend.Name != b.Name {
+				continue
+			}
+			for _, dep := range b.Deployments {
+				if dep.Name == t.Deployment && dep.Utilization != nil && dep.Utilization.At.After(newest) {
+					newest = dep.Utilization.At
+				}
+			}
+		}
+	}
+	if d.now().Sub(newest) < d.opt.ProbeAfter {
+		return true
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.probed[model] {
+		return true
+	}
+	rs.probed[model] = true
+	return false
+}
+
 // Drain runs one round: it receives messages while there is capacity and
 // runs them, up to MaxPerRound, until the queue is empty, a backend
 // throttles, or RoundTimeout passes.
@@ -179,12 +253,19 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 	var st RoundStats
 	var mu sync.Mutex
 	stop := false
+	rs := &round{probed: map[string]bool{}}
 	for st.Received < d.opt.MaxPerRound && !stop {
 		if ctx.Err() != nil {
 			st.StoppedBy = "round timeout"
 			return st, nil
 		}
+		// The first batch of a round is one message: it finds out whether
+		// the pool has room before Concurrency jobs are taken (and pushed
+		// back when it has none).
 		n := min(d.opt.Concurrency, d.opt.MaxPerRound-st.Received)
+		if st.Received == 0 {
+			n = 1
+		}
 		msgs, err := d.q.Receive(ctx, n, 200*time.Millisecond)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -203,7 +284,7 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				outcome, err := d.run(ctx, m)
+				outcome, err := d.run(ctx, m, rs)
 				mu.Lock()
 				defer mu.Unlock()
 				switch outcome {
@@ -216,10 +297,18 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 				default:
 					st.Skipped++
 				}
-				if errors.Is(err, errStop) {
+				switch {
+				case errors.Is(err, errStop):
 					stop = true
 					st.StoppedBy = "backend throttled (429)"
-				} else if err != nil {
+				case errors.Is(err, errBusy):
+					// The pool is at the target: taking more messages would
+					// only push them back too. The next round looks again.
+					stop = true
+					if st.StoppedBy == "" {
+						st.StoppedBy = "pool busy"
+					}
+				case err != nil:
 					d.log.Warn("drain: job", "job", m.ID, "error", err)
 				}
 			}()
@@ -233,7 +322,7 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 }
 
 // run processes one message and settles it.
-func (d *Drainer) run(ctx context.Context, m *queue.Message) (string, error) {
+func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string, error) {
 	keyID := m.Properties["key"]
 	j, err := d.st.Get(ctx, keyID, m.ID)
 	if errors.Is(err, ErrNotFound) {
@@ -245,8 +334,11 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message) (string, error) {
 	if j.Status.Terminal() {
 		return "skipped", d.q.Complete(ctx, m) // cancelled, or a duplicate delivery of a finished job
 	}
-	if d.gauge != nil && d.gauge.Utilization(j.Model) >= d.opt.Target {
-		return "rescheduled", d.q.Reschedule(ctx, m, d.now().Add(d.opt.BusyDelay))
+	if d.busy(j.Model, rs) {
+		if err := d.q.Reschedule(ctx, m, d.now().Add(d.opt.BusyDelay)); err != nil {
+			return "skipped", err
+		}
+		return "rescheduled", errBusy
 	}
 	m2, err := d.models.Model(j.Model)
 	if err != nil {
@@ -270,7 +362,7 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message) (string, error) {
 	if !applied {
 		return "skipped", d.q.Complete(ctx, m)
 	}
-	res, w, err := d.execute(ctx, m, m2)
+	res, w, err := d.execute(ctx, m, j, m2)
 	if err != nil {
 		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "invalid request: "+err.Error())
 	}
@@ -363,7 +455,9 @@ func (d *Drainer) finish(ctx context.Context, m *queue.Message, j *Job, status S
 }
 
 // execute forwards the job's request through the proxy into a buffer.
-func (d *Drainer) execute(ctx context.Context, m *queue.Message, model *route.Model) (proxy.Result, *resultWriter, error) {
+// The job continues the submitter's trace (the traceparent kept in the
+// message), so its backend attempts share the submitter's operation id.
+func (d *Drainer) execute(ctx context.Context, m *queue.Message, j *Job, model *route.Model) (proxy.Result, *resultWriter, error) {
 	style := openai.StyleV1
 	if m.Properties["style"] == "deployment" {
 		style = openai.StyleDeployment
@@ -385,7 +479,19 @@ func (d *Drainer) execute(ctx context.Context, m *queue.Message, model *route.Mo
 		r.Header.Set("Traceparent", tp)
 	}
 	w := &resultWriter{h: http.Header{}}
-	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: m.Body, RawQuery: m.Properties["query"], RequestID: m.ID})
+	tr := telemetry.FromHeader(r.Header)
+	start := time.Now()
+	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: m.Body, RawQuery: m.Properties["query"], RequestID: m.ID, Trace: tr})
+	if d.Telemetry != nil {
+		d.Telemetry.TrackRequest(telemetry.Request{Trace: tr, Name: "RUN " + string(op), URL: "/" + string(op), Start: start,
+			Duration: time.Since(start), Status: res.Status,
+			Properties: map[string]string{"team": j.Team, "app": j.App, "key_id": j.KeyID, "model": j.Model, "operation": string(op),
+				"backend": res.Backend, "deployment": res.Deployment, "region": res.Region, "class": "batch",
+				"retries": strconv.Itoa(max(res.Attempts-1, 0)), "request_id": m.ID, "job_id": j.ID},
+			Measurements: map[string]float64{"prompt_tokens": float64(res.Usage.PromptTokens),
+				"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
+				"reasoning_tokens": float64(res.Usage.ReasoningTokens)}})
+	}
 	return res, w, nil
 }
 
