@@ -45,6 +45,7 @@ run: build ## start the simulator and the gateway on localhost, print a dev key
 
 test: tools ## run every test: unit, store contract against Azurite, e2e (-race)
 	AZURITE_TABLE_BIN=$(abspath $(AZURITE)) $(GO) test -race -count=1 -timeout 14m ./...
+	@$(GO) test -count=1 -v -run TestContract ./internal/queue/servicebus | grep -E -- '--- (SKIP|PASS|FAIL)|SKIPPED' || true
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/... > /dev/null
 
 test-unit: ## unit tests only (no Azurite)

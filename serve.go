@@ -212,11 +212,30 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 			return p.Team, slices.Contains(adminTeams, p.Team), nil
 		},
 	})
-	a.workers = []func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run,
-		func(context.Context) error { tc.Warm(); return nil }}
+	a.workers = []func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run}
+	if tokenLimits(c.Limits) {
+		// The BPE tables cost ~0.3 s and ~150 MiB; load them before the
+		// first limited request needs them, and only then.
+		a.workers = append(a.workers, func(context.Context) error { tc.Warm(); return nil })
+	}
 	a.closers = []func(context.Context) error{lim.Flush, lw.Close,
 		func(ctx context.Context) error { tel.Close(ctx); return nil }}
 	return a, nil
+}
+
+// tokenLimits reports whether any token limit is configured, so prompts
+// will be counted offline. (Overrides set later load the tokenizer on first use.)
+func tokenLimits(l config.LimitsConfig) bool {
+	limited := func(x config.Limit) bool { return x.TPM > 0 || x.MonthlyTokens > 0 }
+	if limited(l.Defaults.Key) || limited(l.Defaults.App) || limited(l.Defaults.Team) {
+		return true
+	}
+	for _, t := range l.Teams {
+		if limited(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // telemetryClient is the HTTP client for Application Insights ingestion:

@@ -99,14 +99,16 @@ func (c *child) stop() {
 	}
 }
 
-// peakRSS reads VmHWM (peak resident set) of a running process, in MiB.
-func peakRSS(pid int) float64 {
+// procStatus reads a field of /proc/<pid>/status in MiB: VmHWM is the
+// peak resident set, RssAnon the heap and stacks now, RssFile the mapped
+// file pages now (the embedded store's mmapped database counts there).
+func procStatus(pid int, field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
+		if strings.HasPrefix(l, field+":") {
 			f := strings.Fields(l)
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
@@ -210,11 +212,11 @@ models:
 	stream := []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Benchmark prompt: stream something."}],"max_tokens":64}`)
 
 	type row struct {
-		t            target
-		load         loadResult
-		ttfc1, p50_1 time.Duration
-		cut, streams int
-		rss          float64
+		t               target
+		load            loadResult
+		ttfc1, p50_1    time.Duration
+		cut, streams    int
+		rss, anon, file float64
 	}
 	var rows []row
 	for _, t := range targets {
@@ -224,7 +226,7 @@ models:
 		r.p50_1 = sequential(t, body, 300, false)
 		r.ttfc1 = sequential(t, stream, 300, true)
 		r.cut, r.streams = streamLoad(t, stream, conns, 3*time.Second)
-		r.rss = peakRSS(t.pid)
+		r.rss, r.anon, r.file = procStatus(t.pid, "VmHWM"), procStatus(t.pid, "RssAnon"), procStatus(t.pid, "RssFile")
 		rows = append(rows, r)
 	}
 	direct := rows[0]
@@ -232,6 +234,7 @@ models:
 	for _, r := range rows {
 		fmt.Printf("%-28s %9.0f %9s %9s %8.2f %11s %11s %12s %7.1fMi\n", r.t.name, r.load.rps, ms(r.load.p50), ms(r.load.p99),
 			r.load.rps/direct.load.rps, ms(r.p50_1), ms(r.ttfc1), fmt.Sprintf("%d/%d", r.cut, r.streams), r.rss)
+		fmt.Printf("%-28s now: anon %.1fMi, file-backed %.1fMi\n", "", r.anon, r.file)
 		if r.load.errors > 0 {
 			fmt.Printf("  %d errors, first: %s\n", r.load.errors, r.load.firstErr)
 		}
