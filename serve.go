@@ -32,6 +32,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/store/tables"
 	"github.com/foundry-gateway/gateway/internal/telemetry"
 	"github.com/foundry-gateway/gateway/internal/tokens"
+	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
 func loadConfig(args []string, name string, getenv func(string) string) (config.Config, *flag.FlagSet, error) {
@@ -168,6 +169,11 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		sink.Record(ctx, handlers.Event{Time: time.Now().UTC(), RequestID: j.ID, KeyID: j.KeyID, Team: j.Team, App: j.App,
 			Model: j.Model, Op: j.Op, Backend: res.Backend, Deployment: res.Deployment, Region: res.Region,
 			Status: res.Status, Attempts: res.Attempts, Complete: res.Complete, Usage: res.Usage, Class: "batch", Text: res.Text})
+		// Job tokens count against the caller's monthly budget (not the
+		// interactive rate windows).
+		if res.Usage.Reported {
+			lim.Charge(quota.Subjects(j.KeyID, j.Team, j.App), max(res.Usage.TotalTokens, res.Usage.PromptTokens+res.Usage.CompletionTokens))
+		}
 		// Make the usage row durable before the drain stores the result and
 		// completes the message: a crash in between re-runs the job, and
 		// the row keyed by the job id keeps that to one row.
@@ -200,9 +206,12 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
 			return jobs.Submit(ctx, js, q, s)
 		},
-		Quota:        &quota.Gate{L: lim, Counter: tc},
-		Tokens:       tc,
-		Telemetry:    tel,
+		Quota:     &quota.Gate{L: lim, Counter: tc},
+		Tokens:    tc,
+		Telemetry: tel,
+		Cost: func(model string, u usage.Usage) float64 {
+			return pricing.CostOf(model, ledger.ClassInteractive, u)
+		},
 		UsageReports: daily,
 		UsageAuthz: func(r *http.Request) (string, bool, error) {
 			p, err := authn.Authenticate(r.Context(), r.Header)

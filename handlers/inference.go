@@ -110,9 +110,13 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		}
 		setProps(c, map[string]string{"backend": res.Backend, "deployment": res.Deployment, "region": res.Region,
 			"class": e.Class, "retries": strconv.Itoa(max(res.Attempts-1, 0))})
-		c.Set(ctxMeasurements, map[string]float64{"prompt_tokens": float64(res.Usage.PromptTokens),
+		meas := map[string]float64{"prompt_tokens": float64(res.Usage.PromptTokens),
 			"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
-			"reasoning_tokens": float64(res.Usage.ReasoningTokens), "ttfb_ms": float64(res.TTFB.Microseconds()) / 1000})
+			"reasoning_tokens": float64(res.Usage.ReasoningTokens), "ttfb_ms": float64(res.TTFB.Microseconds()) / 1000}
+		if g.Cost != nil && res.Usage.Reported {
+			meas["cost"] = g.Cost(req.Model, res.Usage)
+		}
+		c.Set(ctxMeasurements, meas)
 		g.metrics(e, tr)
 		if g.Usage != nil {
 			g.Usage.Record(ctx, e)

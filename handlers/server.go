@@ -114,6 +114,8 @@ type Deps struct {
 	Tokens promptCounter
 	// Telemetry records requests (nil = off).
 	Telemetry *telemetry.Client
+	// Cost prices an interactive call's usage for telemetry (nil = none).
+	Cost func(model string, u usage.Usage) float64
 	// UsageReports serves /admin/usage and its page; UsageAuthz decides who
 	// reads which team's usage.
 	UsageReports usageReporter

@@ -238,6 +238,16 @@ models:
 		}
 		s.ExtraKeys = append(s.ExtraKeys, strings.TrimSpace(string(out)))
 	}
+	// Every stack checks, once its processes have stopped (cleanups run
+	// last-registered first), that nothing they printed holds its API keys.
+	t.Cleanup(func() {
+		lc := newLeakCheck()
+		lc.watchStack("stack", s)
+		for i, k := range append([]string{s.Key}, s.ExtraKeys...) {
+			lc.forbidKey(t, fmt.Sprintf("API key %d", i), k)
+		}
+		lc.assert(t)
+	})
 	s.GW = start(t, dir, append([]string{"GATEWAY_CONFIG=" + cfgPath}, o.env...), "serve")
 	waitHTTP(t, s.Sim, s.SimURL+"/sim/usage")
 	waitHTTP(t, s.GW, s.URL+"/healthz")

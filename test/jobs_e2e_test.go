@@ -377,7 +377,7 @@ func TestJobsUseSpareCapacity(t *testing.T) {
 	const (
 		window = 2 * time.Second
 		budget = 6000 // tokens per window
-		nJobs  = 250
+		nJobs  = 500
 	)
 	simCfg := fmt.Sprintf(`window: %s
 deployments:

@@ -33,7 +33,7 @@ func (lc *leakCheck) watchStack(name string, s *stack) {
 
 // forbid adds a string that must appear nowhere; short values are skipped
 // (they would match by accident).
-func (lc *leakCheck) forbid(t *testing.T, what, v string) {
+func (lc *leakCheck) forbid(t testing.TB, what, v string) {
 	t.Helper()
 	if len(v) < 12 {
 		t.Fatalf("%s %q is too short to grep for", what, v)
@@ -42,7 +42,7 @@ func (lc *leakCheck) forbid(t *testing.T, what, v string) {
 }
 
 // forbidKey forbids a whole key and its secret part (after the first '.').
-func (lc *leakCheck) forbidKey(t *testing.T, what, key string) {
+func (lc *leakCheck) forbidKey(t testing.TB, what, key string) {
 	t.Helper()
 	lc.forbid(t, what, key)
 	if _, sec, ok := strings.Cut(key, "."); ok {
@@ -50,7 +50,7 @@ func (lc *leakCheck) forbidKey(t *testing.T, what, key string) {
 	}
 }
 
-func (lc *leakCheck) assert(t *testing.T) {
+func (lc *leakCheck) assert(t testing.TB) {
 	t.Helper()
 	for src, out := range lc.sources {
 		text := out()

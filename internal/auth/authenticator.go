@@ -26,6 +26,9 @@ type Authenticator struct {
 	ttl  time.Duration
 	now  func() time.Time
 
+	// oidc, when set, verifies bearer credentials shaped like a JWT.
+	oidc *OIDC
+
 	mu    sync.Mutex
 	cache map[string]cached // by full secret hash
 }
@@ -50,6 +53,14 @@ func NewAuthenticator(keys *Keys, ttl time.Duration) *Authenticator {
 	return &Authenticator{keys: keys, ttl: ttl, now: keys.now, cache: map[string]cached{}}
 }
 
+// WithOIDC makes Authenticate verify credentials shaped like a JWT
+// (see [LooksLikeJWT]) with o; anything else is still looked up as an API
+// key. Call it before the first request. It returns a for chaining.
+func (a *Authenticator) WithOIDC(o *OIDC) *Authenticator {
+	a.oidc = o
+	return a
+}
+
 // Credential returns the key a client sent: the api-key header (Azure SDK
 // style) or Authorization: Bearer (OpenAI SDK style).
 func Credential(h http.Header) string {
@@ -63,12 +74,16 @@ func Credential(h http.Header) string {
 }
 
 // Authenticate returns the caller, or an *httperr.Error (401, or 503 when
-// the key store cannot be reached).
+// the key store cannot be reached). With an OIDC set, a JWT-shaped
+// credential is verified as a token instead (see [OIDC.Authenticate]).
 func (a *Authenticator) Authenticate(ctx context.Context, h http.Header) (Principal, error) {
 	secret := Credential(h)
 	if secret == "" {
 		return Principal{}, httperr.Wrap(ErrNoKey, http.StatusUnauthorized, "invalid_api_key",
 			"Access denied due to missing API key. Send it in the api-key header or as Authorization: Bearer <key>.")
+	}
+	if a.oidc != nil && LooksLikeJWT(secret) {
+		return a.oidc.Authenticate(ctx, secret)
 	}
 	hk := hash(secret)
 	now := a.now()

@@ -104,6 +104,9 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits" json:"limits"`
 	// Jobs tunes low-priority jobs and the drain (see jobs.go).
 	Jobs JobsConfig `yaml:"jobs" json:"jobs"`
+	// Identity accepts JWT bearer tokens from OIDC issuers beside API keys
+	// (see identity.go). Default: none, API keys only.
+	Identity IdentityConfig `yaml:"identity" json:"identity"`
 
 	// AppInsightsConnectionString comes from APPLICATIONINSIGHTS_CONNECTION_STRING;
 	// empty disables Application Insights.
@@ -400,6 +403,7 @@ func (c *Config) applyDefaults() {
 	c.Limits.applyDefaults()
 	c.Ledger.applyDefaults()
 	c.Jobs.applyDefaults()
+	c.Identity.applyDefaults()
 	provisioned := map[string]bool{}
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -527,6 +531,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Routing.validate()...)
 	errs = append(errs, c.Jobs.validate()...)
 	errs = append(errs, c.Ledger.validate()...)
+	errs = append(errs, c.Identity.validate()...)
 	names := map[string]bool{}
 	for i, b := range c.Backends {
 		if b.Name == "" {

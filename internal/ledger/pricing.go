@@ -150,3 +150,17 @@ func (p *Pricing) Event(c Call) Event {
 	}
 	return e
 }
+
+// CostOf is the cost of reported usage u of model in class (the same rule
+// as Event), for telemetry; 0 for a model without a price.
+func (p *Pricing) CostOf(model string, class Class, u usage.Usage) float64 {
+	pr, ok := p.prices[model]
+	if !ok {
+		return 0
+	}
+	d := 0.0
+	if class == ClassBatch {
+		d = p.discount
+	}
+	return Cost(pr, Tokens{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens}, d)
+}

@@ -510,3 +510,22 @@ func (l *Limiter) SetHeaders(h http.Header, subjects []Subject) {
 	l.mu.Unlock()
 	t.SetHeaders(h)
 }
+
+// Charge records tokens spent outside admission against the subjects'
+// monthly budgets only: a low-priority job runs later, when the pools are
+// idle, so it must not eat the interactive rate windows, but its tokens are
+// real spend. The counts reach the Counters table with the next sync.
+func (l *Limiter) Charge(subjects []Subject, tokens int64) {
+	if tokens <= 0 {
+		return
+	}
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range subjects {
+		if l.Limits(s).MonthlyTokens <= 0 {
+			continue
+		}
+		l.state(s).current(now, 0, true, l.live.Load()).tokens += tokens
+	}
+}

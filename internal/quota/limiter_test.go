@@ -403,3 +403,24 @@ func TestOverrides(t *testing.T) {
 		t.Errorf("Get after Delete = %+v, want empty", got)
 	}
 }
+
+// TestChargeCountsAgainstMonthlyBudgetOnly: tokens of a job that ran later
+// are charged to the monthly budget (so the next request is refused) but
+// not to the rate window.
+func TestChargeCountsAgainstMonthlyBudgetOnly(t *testing.T) {
+	ctx := context.Background()
+	counters, limits := openTables(t)
+	l := New(counters, limits, limitsConfig(func(c *config.LimitsConfig) {
+		c.Teams = map[string]config.Limit{"research": {TPM: 1000, MonthlyTokens: 1000}}
+	}), newFakeClock(t0.Add(10*time.Second)), nil)
+	subs := []Subject{key1, teamR}
+	l.Charge(subs, 900)
+	if _, err := l.Admit(ctx, subs, Estimate{Tokens: 50}); err != nil {
+		t.Fatalf("50 tokens after a 900-token job: %v (the rate window must not hold the job's tokens)", err)
+	}
+	_, err := l.Admit(ctx, subs, Estimate{Tokens: 100})
+	var he *httperr.Error
+	if !errors.As(err, &he) || he.Code != CodeMonthly {
+		t.Errorf("after 950 of 1000 monthly tokens, 100 more: got %v, want %s", err, CodeMonthly)
+	}
+}
