@@ -191,6 +191,9 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	adminTeams := c.Auth.AdminTeams
 	authn := auth.NewAuthenticator(auth.NewKeys(tabs[auth.Table], nil), c.Auth.KeyCacheTTL.D())
+	if len(c.Identity.Issuers) > 0 { // JWT bearer tokens from OIDC issuers (issue #3)
+		authn.WithOIDC(auth.NewOIDC(c.Identity, &http.Client{Timeout: 15 * time.Second}, nil, log))
+	}
 	a.handler = handlers.New(handlers.Deps{
 		Log:          log,
 		Auth:         authn,

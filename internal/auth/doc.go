@@ -3,6 +3,10 @@
 // with their team and app; lookups are cached per instance for a bounded TTL,
 // which is also how long a revoked key can keep working on an instance.
 //
-// It depends on store (the table contract) and httperr only, never on the
-// proxy or routing.
+// Beside keys it accepts JWT bearer tokens from configured OIDC issuers
+// (Entra ID or any IdP), validated against the issuer's JWKS, and maps their
+// claims to a team and app (oidc.go).
+//
+// It depends on store (the table contract), config, httperr and golang-jwt,
+// never on the proxy or routing.
 package auth

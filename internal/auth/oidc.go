@@ -143,7 +143,7 @@ func (o *OIDC) Authenticate(ctx context.Context, token string) (Principal, error
 				continue
 			}
 		}
-		return Principal{KeyID: "jwt:" + is.host + ":" + subject, Team: r.Team, App: app, Regions: r.Regions}, nil
+		return Principal{KeyID: "jwt:" + is.host + ":" + keySafe(subject), Team: r.Team, App: app, Regions: r.Regions}, nil
 	}
 	return Principal{}, httperr.Wrap(fmt.Errorf("%w (iss %q, sub %q)", ErrUnmapped, is.iss, subject), http.StatusForbidden,
 		"unmapped_identity", "The bearer token is valid but its identity is not mapped to a team and app on this gateway. Ask the gateway operators to add an identity rule.")
@@ -409,6 +409,24 @@ func anyIn(have, want []string) bool {
 		}
 	}
 	return false
+}
+
+// keySafe returns sub unchanged when it is safe as a table key (jobs are
+// partitioned by KeyID; Azure Tables refuse '/', '\\', '#', '?' and control
+// characters), else a SHA-256 digest of it, so distinct subjects never
+// collide.
+func keySafe(sub string) string {
+	ok := len(sub) <= 200
+	for _, c := range sub {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.@|:+=~", c)) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return sub
+	}
+	return "sha256-" + hash(sub)
 }
 
 // truncate shortens attacker-controlled values before they reach logs.
