@@ -157,9 +157,11 @@ type stack struct {
 	Key    string
 	// ExtraKeys are the keys made from stackOptions.extraKeys, in order.
 	ExtraKeys []string
-	Sim       *proc
-	GW        *proc
-	Dir       string
+	// CfgPath is the gateway's config file (for CLI commands).
+	CfgPath string
+	Sim     *proc
+	GW      *proc
+	Dir     string
 }
 
 // stackOptions shape a stack.
@@ -170,6 +172,9 @@ type stackOptions struct {
 	extraModels   string
 	extraTop      string
 	env           []string
+	// store and auth replace the template's store line (embedded, in the
+	// stack's directory) and auth line (keyCacheTTL 1s, research is admin).
+	store, auth string
 	// extraKeys are `handler keys create` flag sets (e.g. --team, --app,
 	// --regions) for more keys, made before the gateway starts.
 	extraKeys [][]string
@@ -189,13 +194,19 @@ const fastSim = `deployments:
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	dir := t.TempDir()
+	if o.store == "" {
+		o.store = fmt.Sprintf("store: { kind: embedded, path: %s }", filepath.Join(dir, "gw.db"))
+	}
+	if o.auth == "" {
+		o.auth = "auth: { keyCacheTTL: 1s, adminTeams: [research] }"
+	}
 	simPort, gwPort := freePort(t), freePort(t)
 	s := &stack{Dir: dir, SimURL: fmt.Sprintf("http://127.0.0.1:%d", simPort), URL: fmt.Sprintf("http://127.0.0.1:%d", gwPort)}
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 maxBodyBytes: 65536
-store: { kind: embedded, path: %s }
+%s
 proxy: { exposeBackend: true, responseHeaderTimeout: 2s }
-auth: { keyCacheTTL: 1s, adminTeams: [research] }
+%s
 %s
 backends:
   - { name: sim-ptu, url: "%s", provisioned: true, region: swedencentral, auth: { none: true } }
@@ -212,8 +223,9 @@ models:
     targets:
       - { backend: sim-paygo, deployment: text-embedding-3-small }
 %s
-`, gwPort, filepath.Join(dir, "gw.db"), o.extraTop, s.SimURL, s.SimURL, o.extraBackends, o.extraModels)
+`, gwPort, o.store, o.auth, o.extraTop, s.SimURL, s.SimURL, o.extraBackends, o.extraModels)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
+	s.CfgPath = cfgPath
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -261,38 +261,7 @@ func TestLedgerSurvivesSIGTERM(t *testing.T) {
 	// A long flush interval: without the flush on shutdown, the events of
 	// the last seconds would be lost.
 	s := startStack(t, stackOptions{extraTop: "ledger: { flushInterval: 5s }"})
-	ctx := context.Background()
-	var mu sync.Mutex
-	var seen clientUsage
-	var failed int
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := g; ; i += 8 {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				u, ok := callWithUsage(ctx, s.URL, s.Key, i)
-				mu.Lock()
-				if ok {
-					seen.requests++
-					seen.prompt += u.prompt
-					seen.completion += u.completion
-				} else {
-					failed++
-				}
-				mu.Unlock()
-				if !ok {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
-		}()
-	}
+	ld := startLoad(s.URL, s.Key, 8, 0, 10*time.Millisecond)
 	time.Sleep(1500 * time.Millisecond)
 	if err := s.GW.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -302,8 +271,7 @@ func TestLedgerSurvivesSIGTERM(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the gateway did not exit within 30s of SIGTERM")
 	}
-	close(stop)
-	wg.Wait()
+	seen, failed := ld.stop()
 	if strings.Contains(s.GW.Output(), "flush on shutdown") {
 		t.Errorf("the gateway reported a failed flush on shutdown:\n%s", tail(s.GW.Output(), 2000))
 	}
@@ -347,49 +315,15 @@ func TestLedgerAzuriteOutageProcesses(t *testing.T) {
 	s, _ := startStoreStack(t, `store: { kind: azure-tables, connection: GatewayTables }`,
 		"auth: { keyCacheTTL: 5m, adminTeams: [research] }", []string{"GatewayTables=" + az.ConnectionString()},
 		"ledger: { flushInterval: 200ms, spoolAfter: 500ms }", nil)
-	ctx := context.Background()
-	var mu sync.Mutex
-	var seen clientUsage
-	var failed int
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := 0; g < 6; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := g; ; i += 6 {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				u, ok := callWithUsage(ctx, s.URL, s.Key, i)
-				mu.Lock()
-				if ok {
-					seen.requests++
-					seen.prompt += u.prompt
-					seen.completion += u.completion
-				} else {
-					failed++
-				}
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
+	ld := startLoad(s.URL, s.Key, 6, 5*time.Millisecond, 0)
 	time.Sleep(time.Second)
 	az.Stop()
-	mu.Lock()
-	atStop := seen.requests
-	mu.Unlock()
+	atStop := ld.completed()
 	time.Sleep(2 * time.Second)
-	mu.Lock()
-	duringOutage := seen.requests - atStop
-	mu.Unlock()
+	duringOutage := ld.completed() - atStop
 	az.Restart()
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
+	seen, failed := ld.stop()
 	if duringOutage == 0 {
 		t.Fatalf("no call completed while Azurite was down; the gateway did not keep serving")
 	}
@@ -431,4 +365,64 @@ func TestLedgerAzuriteOutageProcesses(t *testing.T) {
 	if got != sim {
 		t.Errorf("ledger %+v, want the simulator's record %+v", got, sim)
 	}
+}
+
+// loadRun keeps n goroutines calling callWithUsage until stop, tallying what
+// the clients were told.
+type loadRun struct {
+	mu     sync.Mutex
+	seen   clientUsage
+	failed int
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// startLoad starts the goroutines; each pauses `pause` after every call and
+// `pauseOnFail` after a failed one.
+func startLoad(url, key string, n int, pause, pauseOnFail time.Duration) *loadRun {
+	l := &loadRun{done: make(chan struct{})}
+	for g := 0; g < n; g++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := g; ; i += n {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				u, ok := callWithUsage(context.Background(), url, key, i)
+				l.mu.Lock()
+				if ok {
+					l.seen.requests++
+					l.seen.prompt += u.prompt
+					l.seen.completion += u.completion
+				} else {
+					l.failed++
+				}
+				l.mu.Unlock()
+				if !ok && pauseOnFail > 0 {
+					time.Sleep(pauseOnFail)
+				}
+				if pause > 0 {
+					time.Sleep(pause)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// completed is how many calls have completed with 200 so far.
+func (l *loadRun) completed() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen.requests
+}
+
+// stop ends the load and returns the tally.
+func (l *loadRun) stop() (clientUsage, int) {
+	close(l.done)
+	l.wg.Wait()
+	return l.seen, l.failed
 }

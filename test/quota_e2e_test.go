@@ -3,12 +3,10 @@ package test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -232,50 +230,6 @@ func startTablesStack(t testing.TB, az *azurite.Instance, extraTop string) (*sta
 // extraKeys.
 func startStoreStack(t testing.TB, storeLine, authLine string, env []string, extraTop string, extraKeys [][]string) (*stack, string) {
 	t.Helper()
-	dir := t.TempDir()
-	simPort, gwPort := freePort(t), freePort(t)
-	s := &stack{Dir: dir, SimURL: fmt.Sprintf("http://127.0.0.1:%d", simPort), URL: fmt.Sprintf("http://127.0.0.1:%d", gwPort)}
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
-maxBodyBytes: 65536
-%s
-proxy: { exposeBackend: true, responseHeaderTimeout: 2s }
-%s
-%s
-backends:
-  - { name: sim-paygo, url: "%s", region: swedencentral, auth: { none: true } }
-models:
-  gpt-4o-mini:
-    targets:
-      - { backend: sim-paygo, deployment: gpt-4o-mini }
-  o4-mini:
-    targets:
-      - { backend: sim-paygo, deployment: o4-mini }
-  text-embedding-3-small:
-    targets:
-      - { backend: sim-paygo, deployment: text-embedding-3-small }
-`, gwPort, storeLine, authLine, extraTop, s.SimURL)
-	cfgPath := filepath.Join(dir, "gateway.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	simCfg := filepath.Join(dir, "sim.yaml")
-	if err := os.WriteFile(simCfg, []byte(fastSim), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.Sim = start(t, dir, nil, "sim", "--listen", fmt.Sprintf("127.0.0.1:%d", simPort), "--config", simCfg)
-	mk := func(args ...string) string {
-		out, err := cliCmd(cfgPath, env, append([]string{"keys", "create", "--secret-only"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("keys create %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	s.Key = mk("--team", "research", "--app", "e2e")
-	for _, a := range extraKeys {
-		s.ExtraKeys = append(s.ExtraKeys, mk(a...))
-	}
-	s.GW = start(t, dir, append([]string{"GATEWAY_CONFIG=" + cfgPath}, env...), "serve")
-	waitHTTP(t, s.Sim, s.SimURL+"/sim/usage")
-	waitHTTP(t, s.GW, s.URL+"/healthz")
-	return s, cfgPath
+	s := startStack(t, stackOptions{store: storeLine, auth: authLine, env: env, extraTop: extraTop, extraKeys: extraKeys})
+	return s, s.CfgPath
 }
