@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -161,5 +162,32 @@ func TestPath(t *testing.T) {
 		if got := Path(tt.flag, envMap(tt.env)); got != tt.want {
 			t.Errorf("Path(%q, %v) = %q, want %q", tt.flag, tt.env, got, tt.want)
 		}
+	}
+}
+
+// TestReadmeConfigExample keeps the README's configuration reference true:
+// its YAML example must load.
+func TestReadmeConfigExample(t *testing.T) {
+	b, err := os.ReadFile(repoFile(t, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "## Configuration")
+	if i < 0 {
+		t.Fatal("README has no Configuration section")
+	}
+	start := strings.Index(s[i:], "```yaml\n")
+	if start < 0 {
+		t.Fatal("no yaml block in the Configuration section")
+	}
+	body := s[i+start+len("```yaml\n"):]
+	body = body[:strings.Index(body, "```")]
+	c, err := Parse([]byte(body), envMap(map[string]string{"SWC_KEY": "k", "CALLBACK_KEY": "c"}))
+	if err != nil {
+		t.Fatalf("README config example: %v", err)
+	}
+	if len(c.Backends) < 2 || c.Limits.Teams["research"].TPM == 0 || c.Jobs.CallbackSecret == "" {
+		t.Errorf("example parsed but lost fields: %+v", c)
 	}
 }
