@@ -119,9 +119,15 @@ func (c *Client) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	if !c.started.CompareAndSwap(false, true) {
-		return nil // one pump only
+	// Register under the lock Close takes: either Close sees the pump and
+	// waits for it, or the pump sees Close and never touches the SDK.
+	c.mu.Lock()
+	if c.closed || c.started.Load() {
+		c.mu.Unlock()
+		return nil // closed already, or one pump only
 	}
+	c.started.Store(true)
+	c.mu.Unlock()
 	defer close(c.running)
 	var lastDropped int64
 	report := time.NewTicker(time.Minute)
@@ -154,9 +160,10 @@ func (c *Client) Close(ctx context.Context) {
 		return
 	}
 	c.closed = true
+	started := c.started.Load()
 	c.mu.Unlock()
 	close(c.stop)
-	if c.started.Load() {
+	if started {
 		select {
 		case <-c.running:
 		case <-ctx.Done():
