@@ -131,7 +131,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	px := proxy.New(rt, log, proxy.Options{
 		MaxAttempts: c.Proxy.MaxAttempts, TryDuration: c.Proxy.TryDuration.D(),
 		StreamIdleTimeout: c.Proxy.StreamIdleTimeout.D(), ExposeBackend: c.Proxy.ExposeBackend,
-		AffinityHeader: c.Routing.AffinityHeader, Affinity: aff, Observer: handlers.AttemptTelemetry{Tel: tel},
+		AffinityHeader: c.Routing.AffinityHeader, Affinity: aff, Observer: observer(tel),
 	})
 
 	// Usage ledger: priced events, batched off the request path.
@@ -233,6 +233,15 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	a.closers = []func(context.Context) error{lim.Flush, lw.Close,
 		func(ctx context.Context) error { tel.Close(ctx); return nil }}
 	return a, nil
+}
+
+// observer reports backend attempts to telemetry, or is nil when telemetry
+// is off so the proxy builds no attempt records at all.
+func observer(tel *telemetry.Client) proxy.Observer {
+	if tel == nil {
+		return nil
+	}
+	return handlers.AttemptTelemetry{Tel: tel}
 }
 
 // tokenLimits reports whether any token limit is configured, so prompts

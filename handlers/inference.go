@@ -75,8 +75,10 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 			}
 			ticket.SetHeaders(c.Response().Header())
 		}
-		setProps(c, map[string]string{"team": p.Team, "app": p.App, "key_id": p.KeyID, "model": req.Model,
-			"operation": string(op), "stream": strconv.FormatBool(req.Stream)})
+		if g.Telemetry != nil {
+			setProps(c, map[string]string{"team": p.Team, "app": p.App, "key_id": p.KeyID, "model": req.Model,
+				"operation": string(op), "stream": strconv.FormatBool(req.Stream)})
+		}
 
 		if wantsAsync(r.Header) {
 			if ticket != nil {
@@ -108,15 +110,17 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		if !res.Usage.Reported && res.Backend != "" {
 			e.PromptEstimate = g.promptTokens(op, req.Model, body)
 		}
-		setProps(c, map[string]string{"backend": res.Backend, "deployment": res.Deployment, "region": res.Region,
-			"class": e.Class, "retries": strconv.Itoa(max(res.Attempts-1, 0))})
-		meas := map[string]float64{"prompt_tokens": float64(res.Usage.PromptTokens),
-			"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
-			"reasoning_tokens": float64(res.Usage.ReasoningTokens), "ttfb_ms": float64(res.TTFB.Microseconds()) / 1000}
-		if g.Cost != nil && res.Usage.Reported {
-			meas["cost"] = g.Cost(req.Model, res.Usage)
+		if g.Telemetry != nil { // dimensions and measurements of the request item
+			setProps(c, map[string]string{"backend": res.Backend, "deployment": res.Deployment, "region": res.Region,
+				"class": e.Class, "retries": strconv.Itoa(max(res.Attempts-1, 0))})
+			meas := map[string]float64{"prompt_tokens": float64(res.Usage.PromptTokens),
+				"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
+				"reasoning_tokens": float64(res.Usage.ReasoningTokens), "ttfb_ms": float64(res.TTFB.Microseconds()) / 1000}
+			if g.Cost != nil && res.Usage.Reported {
+				meas["cost"] = g.Cost(req.Model, res.Usage)
+			}
+			c.Set(ctxMeasurements, meas)
 		}
-		c.Set(ctxMeasurements, meas)
 		g.metrics(e, tr)
 		if g.Usage != nil {
 			g.Usage.Record(ctx, e)
