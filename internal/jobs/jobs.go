@@ -56,11 +56,13 @@ type Gauge interface {
 // Submission is what the HTTP layer hands to Submit.
 type Submission struct {
 	KeyID, Team, App string
-	Req              openai.Request
-	Body             []byte
-	RawQuery         string
-	CallbackURL      string
-	Traceparent      string
+	// Regions the job may be served from (the caller's scope); empty = any.
+	Regions     []string
+	Req         openai.Request
+	Body        []byte
+	RawQuery    string
+	CallbackURL string
+	Traceparent string
 }
 
 // Submit records a queued job and enqueues its request. If the queue
@@ -82,7 +84,7 @@ func Submit(ctx context.Context, st *Store, q sender, s Submission) (*Job, error
 	}
 	err := q.Send(ctx, queue.Outgoing{ID: j.ID, Body: s.Body, Properties: map[string]string{
 		"key": s.KeyID, "op": string(s.Req.Op), "style": style, "model": s.Req.Model,
-		"query": s.RawQuery, "traceparent": s.Traceparent,
+		"query": s.RawQuery, "traceparent": s.Traceparent, "regions": strings.Join(s.Regions, ","),
 	}})
 	if err != nil {
 		_, _, _ = st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool {
@@ -140,7 +142,16 @@ type Drainer struct {
 	// attempts and a child of the submitter's span (issue 8). Nil records
 	// none; the attempts still join the submitter's trace.
 	Telemetry *telemetry.Client
+	// Authorize, when set, is asked before a job runs whether its
+	// submitter may still run jobs. [ErrRevoked] (wrapped) fails the job
+	// without a backend call, so a revoked key's backlog does not spend
+	// capacity; other errors leave the job for a later round.
+	Authorize func(ctx context.Context, j *Job) error
 }
+
+// ErrRevoked is returned by a Drainer's Authorize for a submitter that may
+// no longer run jobs (its key was revoked).
+var ErrRevoked = errors.New("jobs: the submitting credential was revoked")
 
 // NewDrainer builds a drainer; it starts nothing.
 func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, gauge Gauge, log *slog.Logger, opt DrainOptions) *Drainer {
@@ -344,6 +355,13 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 	if err != nil {
 		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "model "+j.Model+" is no longer configured")
 	}
+	if d.Authorize != nil {
+		if err := d.Authorize(ctx, j); errors.Is(err, ErrRevoked) {
+			return d.finish(ctx, m, j, StatusFailed, http.StatusUnauthorized, "", nil, "the API key that submitted the job was revoked")
+		} else if err != nil {
+			return "skipped", err // lock expires; redelivered later
+		}
+	}
 	// Mark running; a cancel that won the race ends here.
 	j, applied, err := d.st.Update(ctx, keyID, m.ID, func(j *Job) bool {
 		if j.Status.Terminal() {
@@ -481,7 +499,9 @@ func (d *Drainer) execute(ctx context.Context, m *queue.Message, j *Job, model *
 	w := &resultWriter{h: http.Header{}}
 	tr := telemetry.FromHeader(r.Header)
 	start := time.Now()
-	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: m.Body, RawQuery: m.Properties["query"], RequestID: m.ID, Trace: tr})
+	// The caller's data-residency regions hold for its queued jobs too.
+	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: m.Body, RawQuery: m.Properties["query"], RequestID: m.ID, Trace: tr,
+		Caller: m.Properties["key"], Regions: splitList(m.Properties["regions"])})
 	if d.Telemetry != nil {
 		d.Telemetry.TrackRequest(telemetry.Request{Trace: tr, Name: "RUN " + string(op), URL: "/" + string(op), Start: start,
 			Duration: time.Since(start), Status: res.Status,
@@ -587,4 +607,15 @@ func (d *Drainer) callback(ctx context.Context, j *Job) {
 		}
 	}
 	_, _, _ = d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool { j.CallbackState = state; return true })
+}
+
+// splitList parses a comma-separated list ("" is none).
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -296,5 +297,79 @@ func TestLargeResultChunked(t *testing.T) {
 	}
 	if got := f.get(t, j.ID).ResultBody; string(got) != string(big) {
 		t.Errorf("result of %d bytes came back as %d", len(big), len(got))
+	}
+}
+
+// A job keeps its submitter's data-residency regions: it is never served
+// from a backend outside them, however long it waits on the queue.
+func TestDrainKeepsRegions(t *testing.T) {
+	tests := []struct {
+		name      string
+		regions   []string
+		wantCalls int32
+	}{
+		{"no regions", nil, 1},
+		{"backend's region", []string{"eastus"}, 1},
+		{"other region only", []string{"westeurope"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			m, _ := f.d.models.Model("m")
+			m.Targets[0].Backend.Region = "eastus"
+			body := []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
+			req, err := openai.Parse(openai.OpChat, openai.StyleV1, "", "", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := Submit(context.Background(), f.st, f.q, Submission{KeyID: "k1", Team: "t", App: "a", Regions: tt.regions, Req: req, Body: body})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.d.Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.be.calls.Load(); got != tt.wantCalls {
+				t.Errorf("backend calls %d, want %d", got, tt.wantCalls)
+			}
+			if got := f.get(t, j.ID); tt.wantCalls == 0 && (got.Status != StatusFailed || got.ResultStatus != http.StatusForbidden) {
+				t.Errorf("a job no allowed region can serve: %s %d, want failed 403", got.Status, got.ResultStatus)
+			}
+		})
+	}
+}
+
+// A revoked submitter's queued jobs fail without reaching a backend; a
+// failing check leaves them queued for a later round.
+func TestDrainAuthorize(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus Status
+		wantCode   int
+		wantCalls  int32
+	}{
+		{"allowed", nil, StatusSucceeded, 200, 1},
+		{"revoked", fmt.Errorf("key k1: %w", ErrRevoked), StatusFailed, http.StatusUnauthorized, 0},
+		{"key store down", errors.New("store unreachable"), StatusQueued, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			var asked atomic.Int32
+			f.d.Authorize = func(_ context.Context, j *Job) error {
+				if j.KeyID == "k1" {
+					asked.Add(1)
+				}
+				return tt.err
+			}
+			j := f.submit(t, "")
+			_, _ = f.d.Drain(context.Background())
+			got := f.get(t, j.ID)
+			if got.Status != tt.wantStatus || got.ResultStatus != tt.wantCode || f.be.calls.Load() != tt.wantCalls || asked.Load() != 1 {
+				t.Errorf("job %s %d, backend calls %d, asked %d; want %s %d, %d calls, asked once", got.Status, got.ResultStatus,
+					f.be.calls.Load(), asked.Load(), tt.wantStatus, tt.wantCode, tt.wantCalls)
+			}
+		})
 	}
 }
