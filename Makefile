@@ -32,7 +32,7 @@ run: build ## start the simulator and the gateway on localhost, print a dev key
 	./$(BIN) sim --listen $(SIM_ADDR) & SIM=$$!; \
 	trap 'kill $$SIM 2>/dev/null' EXIT INT TERM; \
 	if [ ! -s data/dev-key ]; then \
-	  ./$(BIN) keys create --config $(LOCAL_CONFIG) --team dev --app local --secret-only > data/dev-key; \
+	  ./$(BIN) keys create --config $(LOCAL_CONFIG) --team dev --app local --admin --secret-only > data/dev-key; \
 	fi; \
 	KEY=$$(cat data/dev-key); \
 	echo; echo "Foundry Gateway on http://$(GATEWAY_ADDR)  (simulator on http://$(SIM_ADDR))"; \

@@ -32,9 +32,15 @@ const usageText = `handler — Foundry Gateway
 Usage:
   handler serve [--config FILE]                 run the gateway (Functions custom handler or standalone)
   handler sim [--listen ADDR] [--config FILE]   run the Foundry / Azure OpenAI simulator
-  handler keys create --team T --app A [--json] create an API key (printed once)
-  handler keys list [--json]                    list keys (never the secrets)
-  handler keys revoke ID                        revoke a key
+  handler keys create --team T --app A [--models M,..] [--regions R,..] [--class interactive|batch]
+                    [--max-output-tokens N] [--over-cap clamp|reject] [--max-n N] [--admin]
+                    [--expires-in 90d | --expires-at TIME] [--json | --secret-only]
+                                                create an API key (printed once)
+  handler keys list [--team T] [--json]         list keys (never the secrets)
+  handler keys get ID [--json]                  show one key (ID or its fgw-<id> prefix)
+  handler keys rotate ID [--overlap 24h] [--expires-in D]
+                                                new key, same scope; the old one works for the overlap
+  handler keys revoke ID                        revoke a key (every instance within auth.keyCacheTTL)
   handler usage report [--from D] [--to D] [--by team,app,model,class,date] [--format table|csv|json] [--team T]
                                                 usage and cost per team/app/model/day
   handler limits set --key ID|--app A|--team T [--rpm N] [--tpm N] [--monthly-tokens N]

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -164,6 +163,20 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
 		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal()})
 	dr.Telemetry = tel
+	keys := auth.NewKeys(tabs[auth.Table], nil)
+	dr.Authorize = func(ctx context.Context, j *jobs.Job) error {
+		if strings.HasPrefix(j.KeyID, "jwt:") {
+			return nil // token callers were checked at submission; tokens cannot be revoked here
+		}
+		k, err := keys.Get(ctx, j.KeyID)
+		switch {
+		case errors.Is(err, auth.ErrNotFound) || err == nil && k.Status == auth.StatusRevoked:
+			return jobs.ErrRevoked
+		case err != nil:
+			return err
+		}
+		return nil // an expired (or rotated-out) key's queued jobs still run: they were submitted while it was valid
+	}
 	dr.OnDone = func(ctx context.Context, j *jobs.Job, res proxy.Result) {
 		// Keyed by the job id: a job run twice leaves one usage row.
 		sink.Record(ctx, handlers.Event{Time: time.Now().UTC(), RequestID: j.ID, KeyID: j.KeyID, Team: j.Team, App: j.App,
@@ -189,8 +202,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		},
 		"rollup": daily.Timer(),
 	}
-	adminTeams := c.Auth.AdminTeams
-	authn := auth.NewAuthenticator(auth.NewKeys(tabs[auth.Table], nil), c.Auth.KeyCacheTTL.D())
+	authn := auth.NewAuthenticator(keys, c.Auth.KeyCacheTTL.D())
 	if len(c.Identity.Issuers) > 0 { // JWT bearer tokens from OIDC issuers (issue #3)
 		authn.WithOIDC(auth.NewOIDC(c.Identity, &http.Client{Timeout: 15 * time.Second}, nil, log))
 	}
@@ -204,8 +216,9 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		Timers:       a.timers,
 		Ready:        st.Ping,
 		Backends:     rtr,
-		AdminTeams:   adminTeams,
-		Jobs:         js,
+		Keys: &auth.Admin{Keys: keys, Changed: authn.Forget,
+			KnownModel: func(m string) bool { _, err := rtr.Model(m); return err == nil }},
+		Jobs: js,
 		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
 			return jobs.Submit(ctx, js, q, s)
 		},
@@ -216,13 +229,6 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 			return pricing.CostOf(model, ledger.ClassInteractive, u)
 		},
 		UsageReports: daily,
-		UsageAuthz: func(r *http.Request) (string, bool, error) {
-			p, err := authn.Authenticate(r.Context(), r.Header)
-			if err != nil {
-				return "", false, err
-			}
-			return p.Team, slices.Contains(adminTeams, p.Team), nil
-		},
 	})
 	a.workers = []func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run}
 	if tokenLimits(c.Limits) {

@@ -1,11 +1,15 @@
 package handlers
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
-	"slices"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/route"
 )
@@ -15,19 +19,165 @@ type backendStatus interface {
 	Status() []route.BackendStatus
 }
 
-// adminBackends serves GET /admin/backends (and /gateway/admin/backends:
-// under Azure Functions the host owns /admin/*). Callers need a gateway key
-// of a team listed in auth.adminTeams; a proper admin scope comes with
-// Entra ID client identities.
-func (g *gateway) adminBackends(c echo.Context) error {
+// keyAdmin manages API keys (auth.Admin; `handler keys` uses the same).
+type keyAdmin interface {
+	Create(ctx context.Context, r auth.CreateRequest) (auth.Created, error)
+	Rotate(ctx context.Context, id string, r auth.RotateRequest) (auth.Created, error)
+	Revoke(ctx context.Context, id string) (auth.Key, error)
+	Get(ctx context.Context, id string) (auth.Key, error)
+	List(ctx context.Context, team string) ([]auth.Key, error)
+}
+
+// adminPrefixes: under Azure Functions the host owns /admin/*, so every
+// admin route is also served under /gateway/admin/*.
+var adminPrefixes = [...]string{"/admin", "/gateway/admin"}
+
+// registerAdmin adds the admin API. Every route needs a caller with the
+// admin scope, except the usage report, which a non-admin caller may read
+// for its own team.
+func (g *gateway) registerAdmin(e *echo.Echo) {
+	for _, p := range adminPrefixes {
+		if g.Backends != nil {
+			e.GET(p+"/backends", g.adminBackends)
+		}
+		if g.Keys != nil {
+			e.POST(p+"/keys", g.adminCreateKey)
+			e.GET(p+"/keys", g.adminListKeys)
+			e.GET(p+"/keys/:id", g.adminGetKey)
+			e.POST(p+"/keys/:id/rotate", g.adminRotateKey)
+			e.POST(p+"/keys/:id/revoke", g.adminRevokeKey)
+			e.DELETE(p+"/keys/:id", g.adminRevokeKey)
+		}
+		if g.UsageReports != nil {
+			e.GET(p+"/usage", UsageReport(g.UsageReports, g.usageAuthz, nil))
+			e.GET(p+"/usage/ui", UsagePage())
+		}
+	}
+}
+
+// admin authenticates the caller and requires the admin scope.
+func (g *gateway) admin(c echo.Context) (auth.Principal, error) {
 	p, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header)
 	if err != nil {
-		return err
+		return p, err
 	}
-	if !slices.Contains(g.AdminTeams, p.Team) {
-		return httperr.Forbidden("admin_forbidden", "This API key's team may not use the gateway admin API (see auth.adminTeams).")
+	if !p.Scope.Admin {
+		return p, httperr.Forbidden("admin_forbidden", "This credential does not have the admin scope needed for the gateway admin API.")
+	}
+	return p, nil
+}
+
+// usageAuthz lets admins read every team's usage and others their own.
+func (g *gateway) usageAuthz(r *http.Request) (string, bool, error) {
+	p, err := g.Auth.Authenticate(r.Context(), r.Header)
+	if err != nil {
+		return "", false, err
+	}
+	return p.Team, p.Scope.Admin, nil
+}
+
+// adminBackends serves GET /admin/backends: health, cooling and load per backend.
+func (g *gateway) adminBackends(c echo.Context) error {
+	if _, err := g.admin(c); err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, struct {
 		Backends []route.BackendStatus `json:"backends"`
 	}{g.Backends.Status()})
+}
+
+// adminCreateKey serves POST /admin/keys: 201 with the key, shown once.
+func (g *gateway) adminCreateKey(c echo.Context) error {
+	p, err := g.admin(c)
+	if err != nil {
+		return err
+	}
+	var req auth.CreateRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	k, err := g.Keys.Create(c.Request().Context(), req)
+	if err != nil {
+		return auth.HTTPError(err)
+	}
+	g.audit(c, p, "key created", k.Key)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, k)
+}
+
+// adminRotateKey serves POST /admin/keys/{id}/rotate: 201 with the new key
+// (shown once) and the old one, which works until the overlap ends.
+func (g *gateway) adminRotateKey(c echo.Context) error {
+	p, err := g.admin(c)
+	if err != nil {
+		return err
+	}
+	var req auth.RotateRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	k, err := g.Keys.Rotate(c.Request().Context(), c.Param("id"), req)
+	if err != nil {
+		return auth.HTTPError(err)
+	}
+	g.audit(c, p, "key rotated", *k.Replaces, "new_key_id", k.ID)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, k)
+}
+
+// adminRevokeKey serves POST /admin/keys/{id}/revoke and DELETE /admin/keys/{id}.
+func (g *gateway) adminRevokeKey(c echo.Context) error {
+	p, err := g.admin(c)
+	if err != nil {
+		return err
+	}
+	k, err := g.Keys.Revoke(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return auth.HTTPError(err)
+	}
+	g.audit(c, p, "key revoked", k)
+	return c.JSON(http.StatusOK, k)
+}
+
+// adminGetKey serves GET /admin/keys/{id} (never the secret).
+func (g *gateway) adminGetKey(c echo.Context) error {
+	if _, err := g.admin(c); err != nil {
+		return err
+	}
+	k, err := g.Keys.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return auth.HTTPError(err)
+	}
+	return c.JSON(http.StatusOK, k)
+}
+
+// adminListKeys serves GET /admin/keys[?team=] (never the secrets).
+func (g *gateway) adminListKeys(c echo.Context) error {
+	if _, err := g.admin(c); err != nil {
+		return err
+	}
+	ks, err := g.Keys.List(c.Request().Context(), c.QueryParam("team"))
+	if err != nil {
+		return auth.HTTPError(err)
+	}
+	return c.JSON(http.StatusOK, struct {
+		Object string     `json:"object"`
+		Data   []auth.Key `json:"data"`
+	}{"list", ks})
+}
+
+// audit logs an admin action: who did what to which key (ids, never secrets).
+func (g *gateway) audit(c echo.Context, by auth.Principal, what string, k auth.Key, kv ...any) {
+	g.Log.Info("admin: "+what, append([]any{"request_id", requestIDOf(c), "by", by.KeyID, "by_team", by.Team,
+		"key_id", k.ID, "team", k.Team, "app", k.App}, kv...)...)
+}
+
+// decodeJSON reads a small JSON body strictly; an empty body is {}.
+func decodeJSON(c echo.Context, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "The request body is not valid: "+err.Error())
+	}
+	return nil
 }

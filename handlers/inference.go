@@ -51,6 +51,16 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		if err != nil {
 			return badRequest(err)
 		}
+		async := wantsAsync(r.Header)
+		// Scope: model (403), priority class (403), per-request caps (400
+		// or clamped; the body sent on is the clamped one).
+		body, clamped, err := p.Scope.Admit(&req, async, body)
+		if err != nil {
+			return err
+		}
+		if clamped != "" {
+			c.Response().Header().Set("X-Gateway-Clamped", clamped+"="+strconv.FormatInt(req.MaxOutput, 10))
+		}
 		m, err := g.Router.Model(req.Model)
 		if errors.Is(err, route.ErrUnknownModel) {
 			if deploymentStyle {
@@ -80,7 +90,7 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 				"operation": string(op), "stream": strconv.FormatBool(req.Stream)})
 		}
 
-		if wantsAsync(r.Header) {
+		if async {
 			if ticket != nil {
 				ticket.SettleUsage(usage.Usage{Reported: true}) // the submission counts as a request; tokens are spent later
 			}
@@ -88,7 +98,7 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		}
 
 		call := proxy.Call{Req: req, Body: body, RawQuery: r.URL.RawQuery, RequestID: requestIDOf(c),
-			Caller: p.KeyID, Regions: p.Regions, Trace: tr}
+			Caller: p.KeyID, Regions: p.Scope.Regions, Trace: tr}
 		if req.NeedsUsageInjection() {
 			// Ask for the usage chunk so the stream can be metered, and strip
 			// it again so the client's stream is what it asked for.
@@ -156,7 +166,7 @@ func (g *gateway) submit(c echo.Context, p auth.Principal, req openai.Request, b
 		return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_request_error", Param: "stream",
 			Msg: "Streaming cannot be combined with Prefer: respond-async; poll the job for the result instead."}
 	}
-	j, err := g.Submit(c.Request().Context(), jobs.Submission{KeyID: p.KeyID, Team: p.Team, App: p.App, Req: req, Body: body,
+	j, err := g.Submit(c.Request().Context(), jobs.Submission{KeyID: p.KeyID, Team: p.Team, App: p.App, Regions: p.Scope.Regions, Req: req, Body: body,
 		RawQuery: c.Request().URL.RawQuery, CallbackURL: c.Request().Header.Get("X-Gateway-Callback-Url"),
 		Traceparent: tr.Traceparent()})
 	if err != nil {

@@ -100,9 +100,10 @@ type Deps struct {
 	Timers map[string]Timer
 	// Ready reports whether dependencies (the store) are reachable.
 	Ready func(ctx context.Context) error
-	// Backends, when set, serves GET /admin/backends to AdminTeams.
-	Backends   backendStatus
-	AdminTeams []string
+	// Backends, when set, serves GET /admin/backends to admins.
+	Backends backendStatus
+	// Keys, when set, serves the admin keys API (/admin/keys...).
+	Keys keyAdmin
 	// Jobs serves GET/DELETE /jobs/{id} and GET /jobs; nil disables them.
 	Jobs jobStore
 	// Submit queues a low-priority request (Prefer: respond-async); nil
@@ -116,10 +117,9 @@ type Deps struct {
 	Telemetry *telemetry.Client
 	// Cost prices an interactive call's usage for telemetry (nil = none).
 	Cost func(model string, u usage.Usage) float64
-	// UsageReports serves /admin/usage and its page; UsageAuthz decides who
-	// reads which team's usage.
+	// UsageReports serves /admin/usage and its page: admins read every
+	// team's usage, other callers their own team's.
 	UsageReports usageReporter
-	UsageAuthz   UsageAuthorizer
 }
 
 // New returns the HTTP handler of `handler serve`.
@@ -146,20 +146,8 @@ func New(d Deps) http.Handler {
 	e.POST("/openai/deployments/:deployment/completions", g.inference("completions", true))
 	e.POST("/openai/deployments/:deployment/embeddings", g.inference("embeddings", true))
 
-	if d.Backends != nil {
-		// Under Azure Functions the host owns /admin/*: /gateway/admin/* reaches us there.
-		e.GET("/admin/backends", g.adminBackends)
-		e.GET("/gateway/admin/backends", g.adminBackends)
-	}
-
+	g.registerAdmin(e)
 	g.registerJobs(e)
-	if d.UsageReports != nil {
-		// /gateway/admin/...: the Functions host owns /admin/* in Azure.
-		for _, p := range []string{"/admin", "/gateway/admin"} {
-			e.GET(p+"/usage", UsageReport(d.UsageReports, d.UsageAuthz, nil))
-			e.GET(p+"/usage/ui", UsagePage())
-		}
-	}
 	for name, fn := range d.Timers {
 		e.POST("/"+name, invocation(d.Log, name, fn))
 	}
@@ -180,7 +168,8 @@ func (g *gateway) readyz(c echo.Context) error {
 }
 
 func (g *gateway) models(c echo.Context) error {
-	if _, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header); err != nil {
+	p, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header)
+	if err != nil {
 		return err
 	}
 	type model struct {
@@ -194,6 +183,9 @@ func (g *gateway) models(c echo.Context) error {
 		Data   []model `json:"data"`
 	}{Object: "list", Data: []model{}}
 	for _, a := range g.Router.Aliases() {
+		if !p.Scope.AllowsModel(a) {
+			continue // list only what the caller may call
+		}
 		list.Data = append(list.Data, model{ID: a, Object: "model", OwnedBy: "foundry-gateway"})
 	}
 	return c.JSON(http.StatusOK, list)

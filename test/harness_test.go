@@ -173,7 +173,7 @@ type stackOptions struct {
 	extraTop      string
 	env           []string
 	// store and auth replace the template's store line (embedded, in the
-	// stack's directory) and auth line (keyCacheTTL 1s, research is admin).
+	// stack's directory) and auth line (keyCacheTTL 1s); the main key has the admin scope.
 	store, auth string
 	// extraKeys are `handler keys create` flag sets (e.g. --team, --app,
 	// --regions) for more keys, made before the gateway starts.
@@ -198,7 +198,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		o.store = fmt.Sprintf("store: { kind: embedded, path: %s }", filepath.Join(dir, "gw.db"))
 	}
 	if o.auth == "" {
-		o.auth = "auth: { keyCacheTTL: 1s, adminTeams: [research] }"
+		o.auth = "auth: { keyCacheTTL: 1s }"
 	}
 	simPort, gwPort := freePort(t), freePort(t)
 	s := &stack{Dir: dir, SimURL: fmt.Sprintf("http://127.0.0.1:%d", simPort), URL: fmt.Sprintf("http://127.0.0.1:%d", gwPort)}
@@ -234,7 +234,7 @@ models:
 		t.Fatal(err)
 	}
 	s.Sim = start(t, dir, nil, "sim", "--listen", fmt.Sprintf("127.0.0.1:%d", simPort), "--config", simCfg)
-	keyCmd := exec.Command(handlerBin, "keys", "create", "--config", cfgPath, "--team", "research", "--app", "e2e", "--secret-only")
+	keyCmd := exec.Command(handlerBin, "keys", "create", "--config", cfgPath, "--team", "research", "--app", "e2e", "--admin", "--secret-only")
 	keyCmd.Env = append(os.Environ(), o.env...)
 	keyOut, err := keyCmd.CombinedOutput()
 	if err != nil {

@@ -313,7 +313,7 @@ func TestLedgerAzuriteOutageProcesses(t *testing.T) {
 	// keyCacheTTL long enough that authentication does not need the store
 	// during the outage; spoolAfter short so the spool file is used.
 	s, _ := startStoreStack(t, `store: { kind: azure-tables, connection: GatewayTables }`,
-		"auth: { keyCacheTTL: 5m, adminTeams: [research] }", []string{"GatewayTables=" + az.ConnectionString()},
+		"auth: { keyCacheTTL: 5m }", []string{"GatewayTables=" + az.ConnectionString()},
 		"ledger: { flushInterval: 200ms, spoolAfter: 500ms }", nil)
 	ld := startLoad(s.URL, s.Key, 6, 5*time.Millisecond, 0)
 	time.Sleep(time.Second)

@@ -4,21 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/foundry-gateway/gateway/handlers"
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/config"
-	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/ledger"
+	"github.com/foundry-gateway/gateway/internal/policy"
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/route"
 	"github.com/foundry-gateway/gateway/internal/store/embedded"
@@ -92,7 +89,7 @@ models:
 	}
 	keys := auth.NewKeys(keysTable, nil)
 	for _, tm := range teams {
-		_, secret, err := keys.Create(ctx, tm, "e2e")
+		_, secret, err := keys.Create(ctx, auth.Spec{Team: tm, App: "e2e", Scope: policy.Scope{Admin: tm == "finance"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,26 +115,12 @@ models:
 	authn := auth.NewAuthenticator(keys, time.Second)
 	gw := handlers.New(handlers.Deps{Log: log, Auth: authn, Router: rtr, Proxy: px,
 		Usage: ledgerSink{p: pricing, w: s.Writer}, MaxBodyBytes: cfg.MaxBodyBytes,
-		Timers: map[string]handlers.Timer{"rollup": s.Daily.Timer()}, Ready: st.Ping})
-	authz := func(r *http.Request) (string, bool, error) {
-		p, err := authn.Authenticate(r.Context(), r.Header)
-		return p.Team, p.Team == "finance", err
-	}
-	// The lead registers these on the echo instance; here a second echo
-	// serves them in front of the gateway.
-	admin := echo.New()
-	admin.Any("/*", echo.WrapHandler(gw))
-	for _, prefix := range []string{"/admin", "/gateway/admin"} {
-		admin.GET(prefix+"/usage", handlers.UsageReport(s.Daily, authz, nil))
-		admin.GET(prefix+"/usage/ui", handlers.UsagePage())
-	}
-	admin.HTTPErrorHandler = func(err error, c echo.Context) { gwError(c, err) }
-	admin.HideBanner, admin.HidePort = true, true
+		Timers: map[string]handlers.Timer{"rollup": s.Daily.Timer()}, Ready: st.Ping, UsageReports: s.Daily})
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.stopRun, s.runDone = cancel, make(chan struct{})
 	go func() { _ = s.Writer.Run(runCtx); close(s.runDone) }()
-	srv := httptest.NewServer(admin)
+	srv := httptest.NewServer(gw)
 	s.URL = srv.URL
 	t.Cleanup(func() {
 		srv.Close()
@@ -158,11 +141,4 @@ func (s *ledgerStack) Close(t testing.TB) {
 	if err := s.Writer.Close(ctx); err != nil {
 		t.Error(err)
 	}
-}
-
-func gwError(c echo.Context, err error) {
-	if c.Response().Committed {
-		return
-	}
-	httperr.Write(c.Response(), err)
 }

@@ -221,7 +221,7 @@ func cliCmd(cfgPath string, env []string, args ...string) *exec.Cmd {
 // gateway. It returns the stack and its config path.
 func startTablesStack(t testing.TB, az *azurite.Instance, extraTop string) (*stack, string) {
 	t.Helper()
-	return startStoreStack(t, `store: { kind: azure-tables, connection: GatewayTables }`, "auth: { keyCacheTTL: 1s, adminTeams: [research] }",
+	return startStoreStack(t, `store: { kind: azure-tables, connection: GatewayTables }`, "auth: { keyCacheTTL: 1s }",
 		[]string{"GatewayTables=" + az.ConnectionString()}, extraTop, nil)
 }
 

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/policy"
 	"github.com/foundry-gateway/gateway/internal/store/embedded"
 )
 
@@ -34,7 +36,7 @@ func TestKeyLifecycle(t *testing.T) {
 	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	keys := newKeys(t, clock)
-	k, secret, err := keys.Create(ctx, "research", "notebook")
+	k, secret, err := keys.Create(ctx, Spec{Team: "research", App: "notebook"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ func TestKeyLifecycle(t *testing.T) {
 	if _, err := NewAuthenticator(keys, time.Minute).Authenticate(ctx, hdr("api-key", secret)); !errors.Is(err, ErrRevoked) {
 		t.Errorf("other instance: got %v", err)
 	}
-	list, err := keys.List(ctx)
+	list, err := keys.List(ctx, "")
 	if err != nil || len(list) != 1 || list[0].Status != StatusRevoked || list[0].RevokedAt.IsZero() {
 		t.Errorf("list %+v %v", list, err)
 	}
@@ -108,7 +110,7 @@ func TestKeyLifecycle(t *testing.T) {
 func TestCreateValidates(t *testing.T) {
 	keys := newKeys(t, nil)
 	for _, bad := range [][2]string{{"", "a"}, {"a", ""}, {"has space", "a"}, {"a/b", "c"}, {strings.Repeat("x", 65), "a"}} {
-		if _, _, err := keys.Create(context.Background(), bad[0], bad[1]); !errors.Is(err, ErrBadRequest) {
+		if _, _, err := keys.Create(context.Background(), Spec{Team: bad[0], App: bad[1]}); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("Create(%q,%q) = %v, want ErrBadRequest", bad[0], bad[1], err)
 		}
 	}
@@ -119,7 +121,7 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 	defer st.Close()
 	tb, _ := st.Table(context.Background(), Table)
 	keys := NewKeys(tb, nil)
-	_, secret, _ := keys.Create(context.Background(), "t", "a")
+	_, secret, _ := keys.Create(context.Background(), Spec{Team: "t", App: "a"})
 	a := NewAuthenticator(keys, time.Minute)
 	h := hdr("Authorization", "Bearer "+secret)
 	b.ReportAllocs()
@@ -130,20 +132,22 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 	}
 }
 
-func TestKeyRegions(t *testing.T) {
+// TestPrincipalScope checks that the key's scope reaches the Principal.
+func TestPrincipalScope(t *testing.T) {
 	ctx := context.Background()
 	keys := newKeys(t, nil)
 	tests := []struct {
-		name    string
-		regions []string
-		want    []string
+		name  string
+		scope policy.Scope
 	}{
-		{"any region", nil, nil},
-		{"eu only", []string{"swedencentral", "westeurope"}, []string{"swedencentral", "westeurope"}},
+		{"any region", policy.Scope{}},
+		{"eu only", policy.Scope{Regions: []string{"swedencentral", "westeurope"}}},
+		{"everything", policy.Scope{Models: []string{"gpt-4o", "o3"}, Regions: []string{"swedencentral"}, Class: policy.ClassBatch,
+			MaxOutputTokens: 2048, OverCap: policy.Reject, MaxN: 2, Admin: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, secret, err := keys.Create(ctx, "t", "a", tt.regions...)
+			k, secret, err := keys.Create(ctx, Spec{Team: "t", App: "a", Scope: tt.scope})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,12 +155,15 @@ func TestKeyRegions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if strings.Join(p.Regions, ",") != strings.Join(tt.want, ",") {
-				t.Errorf("got regions %v, want %v", p.Regions, tt.want)
+			want := Principal{KeyID: k.ID, Team: "t", App: "a", Scope: tt.scope}
+			if !reflect.DeepEqual(p, want) {
+				t.Errorf("got %+v, want %+v", p, want)
 			}
 		})
 	}
-	if _, _, err := keys.Create(ctx, "t", "a", "bad region"); !errors.Is(err, ErrBadRequest) {
-		t.Errorf("got %v, want ErrBadRequest for an invalid region", err)
+	for _, bad := range []policy.Scope{{Regions: []string{"bad region"}}, {Class: "gold"}, {OverCap: policy.Reject}} {
+		if _, _, err := keys.Create(ctx, Spec{Team: "t", App: "a", Scope: bad}); !errors.Is(err, ErrBadRequest) || !errors.Is(err, policy.ErrInvalid) {
+			t.Errorf("Create with scope %+v: got %v, want ErrBadRequest wrapping policy.ErrInvalid", bad, err)
+		}
 	}
 }

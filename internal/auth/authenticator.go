@@ -9,15 +9,17 @@ import (
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
 // Principal is an authenticated caller.
 type Principal struct {
+	// KeyID is the key id, or "jwt:<issuer host>:<subject>" for a token.
 	KeyID string
 	Team  string
 	App   string
-	// Regions the caller may be served from; empty = any.
-	Regions []string
+	// Scope is what the caller may do.
+	Scope policy.Scope
 }
 
 // Authenticator checks the credential on a request. Safe for concurrent use.
@@ -34,9 +36,10 @@ type Authenticator struct {
 }
 
 type cached struct {
-	p       Principal
-	err     error
-	expires time.Time
+	p         Principal
+	err       error
+	expires   time.Time
+	rotatedTo string // of an expired key that was rotated
 }
 
 // maxCache bounds the cache; past it, expired entries are swept and, if
@@ -90,13 +93,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, h http.Header) (Princi
 	a.mu.Lock()
 	c, ok := a.cache[hk]
 	a.mu.Unlock()
-	if !ok || now.After(c.expires) {
+	if !ok || !now.Before(c.expires) {
 		k, err := a.keys.verify(ctx, secret)
-		c = cached{p: Principal{KeyID: k.ID, Team: k.Team, App: k.App, Regions: k.Regions}, err: err, expires: now.Add(a.ttl)}
+		c = cached{p: Principal{KeyID: k.ID, Team: k.Team, App: k.App, Scope: k.Scope}, err: err, expires: now.Add(a.ttl)}
 		switch {
 		case err == nil:
-		case errors.Is(err, ErrBadKey) || errors.Is(err, ErrRevoked):
+			if !k.ExpiresAt.IsZero() && k.ExpiresAt.Before(c.expires) {
+				c.expires = k.ExpiresAt // expiry and rotation overlaps end on time, not a TTL later
+			}
+		case errors.Is(err, ErrBadKey) || errors.Is(err, ErrRevoked) || errors.Is(err, ErrExpired):
 			c.expires = now.Add(min(a.ttl, negativeTTL))
+			c.rotatedTo = k.RotatedTo
 		default:
 			// Store trouble: do not cache, tell the client to retry.
 			return Principal{}, httperr.Wrap(err, http.StatusServiceUnavailable, "key_store_unavailable",
@@ -118,10 +125,29 @@ func (a *Authenticator) Authenticate(ctx context.Context, h http.Header) (Princi
 	}
 	if c.err != nil {
 		msg := "Access denied due to invalid API key. Make sure you provide a valid key for the gateway."
-		if errors.Is(c.err, ErrRevoked) {
+		switch {
+		case errors.Is(c.err, ErrRevoked):
 			msg = "Access denied: this API key has been revoked."
+		case errors.Is(c.err, ErrExpired):
+			msg = "Access denied: this API key has expired."
+			if c.rotatedTo != "" {
+				msg = "Access denied: this API key was rotated and its overlap period has ended; use its replacement (" + keyPrefix + c.rotatedTo + ")."
+			}
 		}
 		return Principal{}, httperr.Wrap(c.err, http.StatusUnauthorized, "invalid_api_key", msg)
 	}
 	return c.p, nil
+}
+
+// Forget drops the cached lookups of key id on this instance, so a key
+// revoked or rotated here stops (or changes) at once; other instances
+// follow within the cache TTL.
+func (a *Authenticator) Forget(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, c := range a.cache {
+		if c.p.KeyID == id {
+			delete(a.cache, h)
+		}
+	}
 }

@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/foundry-gateway/gateway/internal/policy"
 	"github.com/foundry-gateway/gateway/internal/store"
 )
 
@@ -27,10 +29,12 @@ const keyPrefix = "fgw-"
 // Status of a key.
 type Status string
 
-// Key statuses.
+// Key statuses. Only active and revoked are stored; expired is how an
+// active key past its ExpiresAt reads.
 const (
 	StatusActive  Status = "active"
 	StatusRevoked Status = "revoked"
+	StatusExpired Status = "expired"
 )
 
 // Key is a stored key, without its secret.
@@ -39,15 +43,23 @@ type Key struct {
 	ID   string `json:"id"`
 	Team string `json:"team"`
 	App  string `json:"app"`
-	// Regions the key may be served from (backend regions); empty = any.
-	Regions   []string  `json:"regions,omitempty"`
-	Status    Status    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
+	// Scope limits what the key may do.
+	Scope     policy.Scope `json:"scope"`
+	Status    Status       `json:"status"`
+	CreatedAt time.Time    `json:"created_at"`
+	// ExpiresAt, when set, is when the key stops working.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
-	hash      string
+	// RotatedTo is the id of the key that replaced this one (rotate); this
+	// key then works until its ExpiresAt, the end of the overlap.
+	RotatedTo string `json:"rotated_to,omitempty"`
+	// RotatedFrom is the id of the key this one replaced.
+	RotatedFrom string `json:"rotated_from,omitempty"`
+	hash        string
 }
 
-// Prefix is the visible start of the key, safe to show and log.
+// Prefix is the visible start of the key, safe to show and log: every
+// secret starts with it, so a leaked key can be traced to its row.
 func (k Key) Prefix() string { return keyPrefix + k.ID }
 
 // Errors.
@@ -55,7 +67,10 @@ var (
 	ErrNoKey      = errors.New("auth: no key")
 	ErrBadKey     = errors.New("auth: invalid key")
 	ErrRevoked    = errors.New("auth: key revoked")
+	ErrExpired    = errors.New("auth: key expired")
 	ErrBadRequest = errors.New("auth: bad request")
+	ErrNotFound   = errors.New("auth: no such key")
+	ErrConflict   = errors.New("auth: conflict")
 )
 
 // Keys manages the key table. The CLI and the HTTP API both use it.
@@ -72,18 +87,37 @@ func NewKeys(t store.Table, now func() time.Time) *Keys {
 	return &Keys{t: t, now: now}
 }
 
-// Create makes a new key for team and app and returns it with its secret,
-// which is not stored and cannot be shown again. regions, when given,
-// limit the backend regions the key is served from.
-func (k *Keys) Create(ctx context.Context, team, app string, regions ...string) (Key, string, error) {
-	if !validName(team) || !validName(app) {
+// Spec describes a key to create.
+type Spec struct {
+	Team, App string
+	Scope     policy.Scope
+	// ExpiresAt, when set, must be in the future.
+	ExpiresAt time.Time
+}
+
+// MaxOverlap bounds a rotation's overlap period.
+const MaxOverlap = 90 * 24 * time.Hour
+
+// Create makes a new key and returns it with its secret, which is not
+// stored and cannot be shown again.
+func (k *Keys) Create(ctx context.Context, s Spec) (Key, string, error) {
+	now := k.now().UTC().Truncate(time.Millisecond)
+	if !validName(s.Team) || !validName(s.App) {
 		return Key{}, "", fmt.Errorf("%w: team and app must be 1-64 characters of letters, digits, '-', '_' or '.'", ErrBadRequest)
 	}
-	for _, r := range regions {
-		if !validName(r) {
-			return Key{}, "", fmt.Errorf("%w: region %q must be 1-64 characters of letters, digits, '-', '_' or '.'", ErrBadRequest, r)
-		}
+	if err := s.Scope.Validate(); err != nil {
+		return Key{}, "", fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
+	if !s.ExpiresAt.IsZero() && !s.ExpiresAt.After(now) {
+		return Key{}, "", fmt.Errorf("%w: expiry %s is not in the future", ErrBadRequest, s.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	key := Key{Team: s.Team, App: s.App, Scope: s.Scope, Status: StatusActive, CreatedAt: now,
+		ExpiresAt: s.ExpiresAt.UTC().Truncate(time.Millisecond)}
+	return k.insert(ctx, key)
+}
+
+// insert gives key a fresh id and secret and stores it.
+func (k *Keys) insert(ctx context.Context, key Key) (Key, string, error) {
 	var idb [6]byte
 	var sec [32]byte
 	if _, err := rand.Read(idb[:]); err != nil {
@@ -92,7 +126,7 @@ func (k *Keys) Create(ctx context.Context, team, app string, regions ...string) 
 	if _, err := rand.Read(sec[:]); err != nil {
 		return Key{}, "", err
 	}
-	key := Key{ID: hex.EncodeToString(idb[:]), Team: team, App: app, Regions: regions, Status: StatusActive, CreatedAt: k.now().UTC().Truncate(time.Millisecond)}
+	key.ID = hex.EncodeToString(idb[:])
 	secret := keyPrefix + key.ID + "." + base64.RawURLEncoding.EncodeToString(sec[:])
 	key.hash = hash(secret)
 	if _, err := k.t.Insert(ctx, toEntity(key)); err != nil {
@@ -101,63 +135,129 @@ func (k *Keys) Create(ctx context.Context, team, app string, regions ...string) 
 	return key, secret, nil
 }
 
-// List returns every key, newest first, without secrets.
-func (k *Keys) List(ctx context.Context) ([]Key, error) {
+// List returns every key, newest first, without secrets. team, when not
+// empty, keeps only that team's keys.
+func (k *Keys) List(ctx context.Context, team string) ([]Key, error) {
 	es, err := k.t.Query(ctx, store.Query{PartitionKey: partition})
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
+	now := k.now()
 	out := make([]Key, 0, len(es))
 	for _, e := range es {
-		out = append(out, fromEntity(e))
-	}
-	for i := 1; i < len(out); i++ { // insertion sort by CreatedAt desc; lists are short
-		for j := i; j > 0 && out[j].CreatedAt.After(out[j-1].CreatedAt); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
+		if key := fromEntity(e, now); team == "" || key.Team == team {
+			out = append(out, key)
 		}
 	}
+	slices.SortStableFunc(out, func(a, b Key) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	return out, nil
 }
 
 // Get returns one key by id (or by its visible prefix "fgw-<id>").
 func (k *Keys) Get(ctx context.Context, id string) (Key, error) {
+	key, _, err := k.get(ctx, id)
+	return key, err
+}
+
+func (k *Keys) get(ctx context.Context, id string) (Key, string, error) {
 	id = strings.TrimPrefix(id, keyPrefix)
 	if !validID(id) {
-		return Key{}, fmt.Errorf("%w: %q is not a key id", ErrBadRequest, id)
+		return Key{}, "", fmt.Errorf("%w: not a key id (want 12 hex digits, or fgw-<id>; never the whole key)", ErrBadRequest) // never echo it: it may be a secret
 	}
 	e, err := k.t.Get(ctx, partition, id)
-	if err != nil {
-		return Key{}, fmt.Errorf("get key %s: %w", id, err)
+	if errors.Is(err, store.ErrNotFound) {
+		return Key{}, "", fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	return fromEntity(e), nil
+	if err != nil {
+		return Key{}, "", fmt.Errorf("get key %s: %w", id, err)
+	}
+	return fromEntity(e, k.now()), e.ETag, nil
 }
 
 // Revoke marks a key revoked. Revoking a revoked key is not an error.
 func (k *Keys) Revoke(ctx context.Context, id string) (Key, error) {
-	id = strings.TrimPrefix(id, keyPrefix)
 	for {
-		if !validID(id) {
-			return Key{}, fmt.Errorf("%w: %q is not a key id", ErrBadRequest, id)
-		}
-		e, err := k.t.Get(ctx, partition, id)
+		key, etag, err := k.get(ctx, id)
 		if err != nil {
-			return Key{}, fmt.Errorf("revoke key %s: %w", id, err)
+			return Key{}, err
 		}
-		key := fromEntity(e)
 		if key.Status == StatusRevoked {
 			return key, nil
 		}
 		key.Status = StatusRevoked
 		key.RevokedAt = k.now().UTC().Truncate(time.Millisecond)
-		_, err = k.t.Update(ctx, toEntity(key), e.ETag)
+		_, err = k.t.Update(ctx, toEntity(key), etag)
 		if errors.Is(err, store.ErrPrecondition) {
 			continue // changed under us; read again
 		}
 		if err != nil {
-			return Key{}, fmt.Errorf("revoke key %s: %w", id, err)
+			return Key{}, fmt.Errorf("revoke key %s: %w", key.ID, err)
 		}
 		return key, nil
 	}
+}
+
+// Rotate replaces key id with a new key of the same team, app and scope.
+// The old key keeps working for overlap (0 = it stops now), then only the
+// new one does. The new key expires after the old key's lifetime when the
+// old one had an expiry, unless expiresAt is set. It returns the new key,
+// its secret (shown once) and the old key as updated. Only an active key
+// that was not rotated already can be rotated (ErrConflict otherwise).
+func (k *Keys) Rotate(ctx context.Context, id string, overlap time.Duration, expiresAt time.Time) (Key, string, Key, error) {
+	if overlap < 0 || overlap > MaxOverlap {
+		return Key{}, "", Key{}, fmt.Errorf("%w: overlap must be between 0 and %v", ErrBadRequest, MaxOverlap)
+	}
+	old, etag, err := k.get(ctx, id)
+	if err != nil {
+		return Key{}, "", Key{}, err
+	}
+	if err := rotatable(old); err != nil {
+		return Key{}, "", Key{}, err
+	}
+	now := k.now().UTC().Truncate(time.Millisecond)
+	if expiresAt.IsZero() && !old.ExpiresAt.IsZero() {
+		expiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+	}
+	if !expiresAt.IsZero() && !expiresAt.After(now.Add(overlap)) {
+		return Key{}, "", Key{}, fmt.Errorf("%w: the new key's expiry %s must be after the overlap ends", ErrBadRequest, expiresAt.UTC().Format(time.RFC3339))
+	}
+	nk, secret, err := k.insert(ctx, Key{Team: old.Team, App: old.App, Scope: old.Scope, Status: StatusActive, CreatedAt: now,
+		ExpiresAt: expiresAt.UTC().Truncate(time.Millisecond), RotatedFrom: old.ID})
+	if err != nil {
+		return Key{}, "", Key{}, err
+	}
+	for {
+		old.RotatedTo = nk.ID
+		if end := now.Add(overlap); old.ExpiresAt.IsZero() || end.Before(old.ExpiresAt) {
+			old.ExpiresAt = end
+		}
+		_, err = k.t.Update(ctx, toEntity(old), etag)
+		if err == nil {
+			return nk, secret, fromEntity(toEntity(old), k.now()), nil
+		}
+		if errors.Is(err, store.ErrPrecondition) { // changed under us: read again
+			if old, etag, err = k.get(ctx, id); err == nil {
+				if err = rotatable(old); err == nil {
+					continue
+				}
+			}
+		}
+		// The old key was not updated: the new one must not live on.
+		if _, rerr := k.Revoke(context.WithoutCancel(ctx), nk.ID); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("revoke the unused new key %s: %w", nk.ID, rerr))
+		}
+		return Key{}, "", Key{}, err
+	}
+}
+
+func rotatable(k Key) error {
+	switch {
+	case k.Status != StatusActive:
+		return fmt.Errorf("%w: key %s is %s", ErrConflict, k.ID, k.Status)
+	case k.RotatedTo != "":
+		return fmt.Errorf("%w: key %s was already rotated to %s", ErrConflict, k.ID, k.RotatedTo)
+	}
+	return nil
 }
 
 // verify checks secret against the stored key row.
@@ -173,14 +273,17 @@ func (k *Keys) verify(ctx context.Context, secret string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("look up key: %w", err)
 	}
-	key := fromEntity(e)
+	key := fromEntity(e, k.now())
 	if subtle.ConstantTimeCompare([]byte(key.hash), []byte(hash(secret))) != 1 {
 		return Key{}, ErrBadKey
 	}
-	if key.Status != StatusActive {
-		return Key{}, ErrRevoked
+	switch key.Status {
+	case StatusActive:
+		return key, nil
+	case StatusExpired:
+		return key, ErrExpired
 	}
-	return key, nil
+	return key, ErrRevoked
 }
 
 // parseID takes the id out of "fgw-<id>.<secret>".
@@ -220,8 +323,8 @@ func validName(s string) bool {
 	return true
 }
 
-// SplitRegions parses a comma-separated region list ("" is none).
-func SplitRegions(s string) []string {
+// SplitList parses a comma-separated list ("" is none).
+func SplitList(s string) []string {
 	var out []string
 	for _, r := range strings.Split(s, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -245,18 +348,50 @@ func toEntity(k Key) store.Entity {
 		"Status":    string(k.Status),
 		"CreatedAt": k.CreatedAt,
 	}
-	if !k.RevokedAt.IsZero() {
-		p["RevokedAt"] = k.RevokedAt
+	opt := func(name string, v any, set bool) {
+		if set {
+			p[name] = v
+		}
 	}
-	if len(k.Regions) > 0 {
-		p["Regions"] = strings.Join(k.Regions, ",")
+	opt("ExpiresAt", k.ExpiresAt, !k.ExpiresAt.IsZero())
+	opt("RevokedAt", k.RevokedAt, !k.RevokedAt.IsZero())
+	opt("RotatedTo", k.RotatedTo, k.RotatedTo != "")
+	opt("RotatedFrom", k.RotatedFrom, k.RotatedFrom != "")
+	sc := k.Scope
+	opt("Models", strings.Join(sc.Models, ","), len(sc.Models) > 0)
+	opt("Regions", strings.Join(sc.Regions, ","), len(sc.Regions) > 0)
+	opt("Class", string(sc.Class), sc.Class != "")
+	opt("MaxOutputTokens", sc.MaxOutputTokens, sc.MaxOutputTokens != 0)
+	opt("OverCap", string(sc.OverCap), sc.OverCap != "")
+	opt("MaxN", sc.MaxN, sc.MaxN != 0)
+	opt("Admin", true, sc.Admin)
+	if k.Status == StatusExpired { // derived, never stored
+		p["Status"] = string(StatusActive)
 	}
 	return store.Entity{PartitionKey: partition, RowKey: k.ID, Props: p}
 }
 
-func fromEntity(e store.Entity) Key {
+// fromEntity reads a key row; an active key past its expiry reads expired.
+func fromEntity(e store.Entity, now time.Time) Key {
 	s := func(n string) string { v, _ := e.Props[n].(string); return v }
 	t := func(n string) time.Time { v, _ := e.Props[n].(time.Time); return v.UTC() }
-	return Key{ID: e.RowKey, Team: s("Team"), App: s("App"), Regions: SplitRegions(s("Regions")), Status: Status(s("Status")),
-		CreatedAt: t("CreatedAt"), RevokedAt: t("RevokedAt"), hash: s("Hash")}
+	i := func(n string) int64 {
+		switch v := e.Props[n].(type) {
+		case int64:
+			return v
+		case float64: // written by hand in the portal
+			return int64(v)
+		}
+		return 0
+	}
+	admin, _ := e.Props["Admin"].(bool)
+	k := Key{ID: e.RowKey, Team: s("Team"), App: s("App"), Status: Status(s("Status")),
+		CreatedAt: t("CreatedAt"), ExpiresAt: t("ExpiresAt"), RevokedAt: t("RevokedAt"),
+		RotatedTo: s("RotatedTo"), RotatedFrom: s("RotatedFrom"), hash: s("Hash"),
+		Scope: policy.Scope{Models: SplitList(s("Models")), Regions: SplitList(s("Regions")), Class: policy.Class(s("Class")),
+			MaxOutputTokens: i("MaxOutputTokens"), OverCap: policy.OverCap(s("OverCap")), MaxN: i("MaxN"), Admin: admin}}
+	if k.Status == StatusActive && !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+		k.Status = StatusExpired
+	}
+	return k
 }

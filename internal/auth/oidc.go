@@ -143,7 +143,7 @@ func (o *OIDC) Authenticate(ctx context.Context, token string) (Principal, error
 				continue
 			}
 		}
-		return Principal{KeyID: "jwt:" + is.host + ":" + keySafe(subject), Team: r.Team, App: app, Regions: r.Regions}, nil
+		return Principal{KeyID: "jwt:" + is.host + ":" + keySafe(subject), Team: r.Team, App: app, Scope: r.Scope}, nil
 	}
 	return Principal{}, httperr.Wrap(fmt.Errorf("%w (iss %q, sub %q)", ErrUnmapped, is.iss, subject), http.StatusForbidden,
 		"unmapped_identity", "The bearer token is valid but its identity is not mapped to a team and app on this gateway. Ask the gateway operators to add an identity rule.")

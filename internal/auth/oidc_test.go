@@ -29,9 +29,15 @@ import (
 
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
 const testAudience = "api://foundry-gateway"
+
+// researchScope is the scope of the fixture's first rule: every field set,
+// so the tests see the whole scope reach the Principal.
+var researchScope = policy.Scope{Models: []string{"gpt-4o"}, Regions: []string{"swedencentral"}, Class: policy.ClassBatch,
+	MaxOutputTokens: 4096, OverCap: policy.Reject, MaxN: 2, Admin: true}
 
 // fakeIdP is a local OIDC issuer: discovery document plus JWKS, with
 // fetch counters and keys that can be rotated.
@@ -172,7 +178,7 @@ func newOIDCFixture(t *testing.T) *oidcFixture {
 		},
 		Rules: []config.IdentityRule{
 			{Issuer: idp.srv.URL, Claims: map[string]string{"roles": "Gateway.Invoke", "tid": "tenant-1"},
-				Team: "research", AppFromClaim: "azp", Regions: []string{"swedencentral"}},
+				Team: "research", AppFromClaim: "azp", Scope: researchScope},
 			{Claims: map[string]string{"groups": "g-finance"}, Team: "finance", App: "reports"},
 			{Claims: map[string]string{"ver": "2", "email_verified": "true"}, Team: "typed", App: "scalars"},
 		},
@@ -250,23 +256,23 @@ func TestOIDCAuthenticate(t *testing.T) {
 		wantCode   string
 	}{
 		{name: "valid RS256 mapped with appFromClaim", token: valid,
-			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Regions: []string{"swedencentral"}}},
+			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Scope: researchScope}},
 		{name: "valid ES256 mapped by group", token: sign(t, es, k.ec1, "ec1", f.claims(func(c jwt.MapClaims) {
 			c["groups"] = []string{"g-other", "g-finance"}
 			delete(c, "roles")
 		})), want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "finance", App: "reports"}},
 		{name: "oid when no sub", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { delete(c, "sub"); c["oid"] = "oid-9" })),
-			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":oid-9", Team: "research", App: "notebook-app", Regions: []string{"swedencentral"}}},
+			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":oid-9", Team: "research", App: "notebook-app", Scope: researchScope}},
 		{name: "subject unsafe as a table key is hashed", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["sub"] = "a/b#c" })),
-			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sha256-" + hash("a/b#c"), Team: "research", App: "notebook-app", Regions: []string{"swedencentral"}}},
+			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sha256-" + hash("a/b#c"), Team: "research", App: "notebook-app", Scope: researchScope}},
 		{name: "second audience accepted", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["aud"] = []string{"x", "extra-aud"} })),
-			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Regions: []string{"swedencentral"}}},
+			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Scope: researchScope}},
 		{name: "number and bool claims", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["roles"] = []string{}; c["ver"] = 2; c["email_verified"] = true })),
 			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "typed", App: "scalars"}},
 		{name: "expired within skew", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["exp"] = f.clock.Now().Add(-30 * time.Second).Unix() })),
-			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Regions: []string{"swedencentral"}}},
+			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Scope: researchScope}},
 		{name: "nbf within skew", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["nbf"] = f.clock.Now().Add(30 * time.Second).Unix() })),
-			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Regions: []string{"swedencentral"}}},
+			want: Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Scope: researchScope}},
 
 		{name: "wrong audience", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["aud"] = "api://someone-else" })), wantStatus: 401, wantCode: "invalid_token"},
 		{name: "no audience", token: sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { delete(c, "aud") })), wantStatus: 401, wantCode: "invalid_token"},
@@ -487,7 +493,7 @@ func TestAuthenticatorWithOIDC(t *testing.T) {
 	k := testKeys()
 	ctx := context.Background()
 	keys := newKeys(t, f.clock.Now)
-	key, secret, err := keys.Create(ctx, "research", "notebook")
+	key, secret, err := keys.Create(ctx, Spec{Team: "research", App: "notebook"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +501,7 @@ func TestAuthenticatorWithOIDC(t *testing.T) {
 	keysOnly := NewAuthenticator(keys, time.Minute)
 	jwtTok := sign(t, jwt.SigningMethodRS256, k.rsa1, "rsa1", f.claims(nil))
 	badTok := sign(t, jwt.SigningMethodRS256, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["aud"] = "nope" }))
-	jwtPrincipal := Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Regions: []string{"swedencentral"}}
+	jwtPrincipal := Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Scope: researchScope}
 	keyPrincipal := Principal{KeyID: key.ID, Team: "research", App: "notebook"}
 
 	tests := []struct {

@@ -261,9 +261,9 @@ type AuthConfig struct {
 	// KeyCacheTTL bounds how long a key lookup is cached per instance, and
 	// so how long a revoked key may still work on an instance. Default 30s.
 	KeyCacheTTL Duration `yaml:"keyCacheTTL" json:"keyCacheTTL"`
-	// AdminTeams lists the teams whose gateway keys may call the admin
-	// endpoints (GET /admin/backends). Default none. A proper admin scope
-	// comes with Entra ID client identities.
+	// AdminTeams is no longer read: admin rights are the admin scope of a
+	// key (handler keys create --admin) or of an identity rule (admin:
+	// true). Setting it is an error that says so.
 	AdminTeams []string `yaml:"adminTeams" json:"adminTeams"`
 }
 
@@ -532,6 +532,16 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Jobs.validate()...)
 	errs = append(errs, c.Ledger.validate()...)
 	errs = append(errs, c.Identity.validate()...)
+	if len(c.Auth.AdminTeams) > 0 {
+		bad("auth.adminTeams: replaced by the admin scope; create admin keys with `handler keys create --admin` or set admin: true on an identity rule")
+	}
+	for i, r := range c.Identity.Rules {
+		for _, m := range r.Models {
+			if _, ok := c.Models[m]; !ok {
+				bad("identity.rules[%d]: model %q is not in models", i, m)
+			}
+		}
+	}
 	names := map[string]bool{}
 	for i, b := range c.Backends {
 		if b.Name == "" {

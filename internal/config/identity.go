@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/url"
 	"time"
+
+	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
 // IdentityConfig turns on JWT bearer tokens from OIDC issuers (Entra ID
@@ -69,8 +71,10 @@ type IdentityRule struct {
 	// AppFromClaim takes the app from a string claim (e.g. azp or appid);
 	// a token without it does not match the rule.
 	AppFromClaim string `yaml:"appFromClaim" json:"appFromClaim"`
-	// Regions the caller may be served from; empty = any.
-	Regions []string `yaml:"regions" json:"regions"`
+	// Scope of the mapped callers (models, regions, class, maxOutputTokens,
+	// overCap, maxN, admin), written inline in the rule. Zero: every model
+	// and region, interactive, no caps, no admin.
+	policy.Scope `yaml:",inline"`
 }
 
 func (c *IdentityConfig) applyDefaults() {
@@ -127,6 +131,9 @@ func (c *IdentityConfig) validate() []error {
 		}
 		if (r.App == "") == (r.AppFromClaim == "") {
 			bad("identity.rules[%d]: needs exactly one of app and appFromClaim", i)
+		}
+		if err := r.Scope.Validate(); err != nil {
+			bad("identity.rules[%d]: %v", i, err)
 		}
 	}
 	return errs

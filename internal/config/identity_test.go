@@ -1,9 +1,12 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
 const identityBase = `backends: [{name: b, url: "http://h", auth: {none: true}}]
@@ -61,6 +64,14 @@ func TestIdentityInvalid(t *testing.T) {
 		{"negative refresh", "identity:\n" + iss + rule + "  jwksRefreshMin: -1s\n", "jwksRefreshMin"},
 		{"huge skew", "identity:\n" + iss + rule + "  clockSkew: 1h\n", "clockSkew"},
 		{"unknown field", "identity:\n" + iss + rule + "  bogus: 1\n", "bogus"},
+		{"unknown rule field", "identity:\n" + iss + "  rules: [{claims: {azp: x}, team: t, app: a, maxTokens: 5}]\n", "maxTokens"},
+		{"invalid class", "identity:\n" + iss + "  rules: [{claims: {azp: x}, team: t, app: a, class: gold}]\n", `class "gold"`},
+		{"invalid overCap", "identity:\n" + iss + "  rules: [{claims: {azp: x}, team: t, app: a, maxOutputTokens: 5, overCap: drop}]\n", `overCap "drop"`},
+		{"overCap without cap", "identity:\n" + iss + "  rules: [{claims: {azp: x}, team: t, app: a, overCap: reject}]\n", "overCap needs maxOutputTokens"},
+		{"negative maxN", "identity:\n" + iss + "  rules: [{claims: {azp: x}, team: t, app: a, maxN: -1}]\n", "maxN"},
+		{"invalid region", "identity:\n" + iss + "  rules: [{claims: {azp: x}, team: t, app: a, regions: [\"west europe\"]}]\n", "identity.rules[0]: invalid scope: region"},
+		{"rule model not in models", "identity:\n" + iss + "  rules: [{claims: {azp: x}, team: t, app: a}, {claims: {azp: y}, team: t, app: a, models: [m, gpt-5]}]\n",
+			`identity.rules[1]: model "gpt-5" is not in models`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,5 +91,75 @@ identity:
 `), envMap(nil))
 	if err != nil {
 		t.Fatalf("got %v, want nil", err)
+	}
+}
+
+// TestIdentityRuleScope: the scope fields are written inline in a rule.
+func TestIdentityRuleScope(t *testing.T) {
+	c, err := Parse([]byte(identityBase+`
+identity:
+  issuers: [{issuer: "https://idp.example/t", audience: api://gw}]
+  rules:
+    - claims: {roles: Gateway.Batch}
+      team: research
+      app: pipeline
+      models: [m]
+      regions: [swedencentral, westeurope]
+      class: batch
+      maxOutputTokens: 2048
+      overCap: reject
+      maxN: 2
+      admin: true
+    - claims: {roles: Gateway.Invoke}
+      team: research
+      appFromClaim: azp
+`), envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		got  policy.Scope
+		want policy.Scope
+	}{
+		{"every field", c.Identity.Rules[0].Scope, policy.Scope{Models: []string{"m"}, Regions: []string{"swedencentral", "westeurope"},
+			Class: policy.ClassBatch, MaxOutputTokens: 2048, OverCap: policy.Reject, MaxN: 2, Admin: true}},
+		{"none", c.Identity.Rules[1].Scope, policy.Scope{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !reflect.DeepEqual(tt.got, tt.want) {
+				t.Errorf("got %+v, want %+v", tt.got, tt.want)
+			}
+		})
+	}
+	if r := c.Identity.Rules[0]; r.Team != "research" || r.App != "pipeline" || r.Claims["roles"] != "Gateway.Batch" {
+		t.Errorf("rule fields beside the scope: %+v", r)
+	}
+}
+
+// TestAdminTeamsRefused: auth.adminTeams gave way to the admin scope; a
+// config still setting it must fail and say what replaces it.
+func TestAdminTeamsRefused(t *testing.T) {
+	tests := []struct {
+		name, yaml, wantErr string
+	}{
+		{"set", "auth: {adminTeams: [platform]}\n", "admin scope"},
+		{"empty list is fine", "auth: {adminTeams: []}\n", ""},
+		{"unset is fine", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(identityBase+tt.yaml), envMap(nil))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("got %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "auth.adminTeams") {
+				t.Fatalf("got %v, want an auth.adminTeams error mentioning %q", err, tt.wantErr)
+			}
+		})
 	}
 }
