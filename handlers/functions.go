@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/foundry-gateway/gateway/internal/httperr"
 )
 
 // invocationRequest is the Functions host's payload-protocol body.
@@ -31,11 +33,18 @@ type timerInfo struct {
 	IsPastDue bool `json:"IsPastDue"`
 }
 
-// invocation serves POST /{name} for a timer function. A failure answers
+// invocation serves POST /{name} for a timer function; requests that came
+// through the host's HTTP proxy (clients) get 404. A failure answers
 // 500 with the logs, which fails the invocation in the host (it will run
 // again on the next tick); the body is always valid JSON.
 func invocation(log *slog.Logger, name string, fn Timer) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if c.Request().Header.Get("X-Ms-Invocation-Id") != "" {
+			// Proxied through the host's HTTP function (its proxy adds this
+			// header; timer invocations do not carry it): a client, not the
+			// host. Timers are not a client endpoint.
+			return httperr.NotFound("404", "Resource not found: "+c.Request().Method+" "+c.Request().URL.Path)
+		}
 		start := time.Now()
 		body, err := io.ReadAll(io.LimitReader(c.Request().Body, 1<<20))
 		var req invocationRequest

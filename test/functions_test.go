@@ -237,6 +237,17 @@ func testProxiedFunction(t *testing.T, f functionJSON, handlerURL, key string) {
 		t.Fatalf("proxied chat: %d %s", resp.StatusCode, b)
 	}
 
+	// Clients cannot run the timer functions through the catch-all route:
+	// the host's proxy marks their requests with x-ms-invocation-id.
+	for _, timer := range []string{"/drain", "/rollup"} {
+		resp := post(t, context.Background(), front.URL+timer, key, `{"Data":{},"Metadata":{}}`, nil)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || !bytes.Contains(b, []byte(`"error"`)) {
+			t.Errorf("POST %s through the host proxy: %d %s; want 404", timer, resp.StatusCode, b)
+		}
+	}
+
 	// Streaming through the host's proxy arrives event by event.
 	begin := time.Now()
 	resp = post(t, context.Background(), front.URL+"/openai/v1/chat/completions", key,
