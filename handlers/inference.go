@@ -37,6 +37,7 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		if err != nil {
 			return err
 		}
+		c.Set(ctxCaller, p.KeyID)
 		q := r.URL.Query()
 		apiVersion := q.Get("api-version")
 		if deploymentStyle && apiVersion == "" {

@@ -248,6 +248,13 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		e := httperr.From(err)
 		if e.Status >= 500 {
 			log.Error("request failed", "request_id", requestIDOf(c), "status", e.Status, "code", e.Code, "error", e.Error())
+		} else if !quiet[c.Request().URL.Path] {
+			// Refusals (401, 403, 404, 400, 429, ...) get a line too; the
+			// route pattern, never the URL (a query may hold a key).
+			caller, _ := c.Get(ctxCaller).(string)
+			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "refused", slog.String("request_id", requestIDOf(c)),
+				slog.String("method", c.Request().Method), slog.String("route", c.Path()), slog.String("key_id", caller),
+				slog.Int("status", e.Status), slog.String("code", e.Code))
 		}
 		httperr.Write(c.Response(), e)
 	}

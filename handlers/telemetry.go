@@ -16,6 +16,8 @@ const (
 	ctxTrace        = "trace"
 	ctxProps        = "telemetry.props"
 	ctxMeasurements = "telemetry.measurements"
+	// ctxCaller is the authenticated caller's id, for the refusal log line.
+	ctxCaller = "caller"
 )
 
 // quiet paths are probes, not client calls: no request items for them.

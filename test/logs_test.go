@@ -231,9 +231,26 @@ func TestLogsCarryNoSecretsOrContent(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	stopGateway(t, s)
 	// One request line per call that reached a backend (plain ×2,
-	// embeddings, responses, stream, job); refused calls log none today.
+	// embeddings, responses, stream, job), one refused line per refusal
+	// (wrong secret, malformed key, unknown model, bad JSON).
 	if len(s.GW.LogLines("request")) < 6 {
 		t.Errorf("got %d request log lines; the check needs the gateway to log: %s", len(s.GW.LogLines("request")), tail(s.GW.Output(), 2000))
+	}
+	refused := map[string]float64{} // code -> status
+	for _, l := range s.GW.LogLines("refused") {
+		code, _ := l["code"].(string)
+		refused[code], _ = l["status"].(float64)
+		if l["route"] != "/openai/v1/chat/completions" {
+			t.Errorf("refused line with route %v: %v", l["route"], l)
+		}
+		if code == "model_not_found" && l["key_id"] == "" {
+			t.Errorf("a refusal after authentication does not name the caller: %v", l)
+		}
+	}
+	for code, status := range map[string]float64{"invalid_api_key": 401, "model_not_found": 404, "invalid_request_error": 400} {
+		if refused[code] != status {
+			t.Errorf("no refused line with %s %v (got %v)", code, status, refused)
+		}
 	}
 	if len(in.received("RequestData")) == 0 {
 		t.Error("no telemetry arrived; the telemetry part of the check is empty")
