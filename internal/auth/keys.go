@@ -102,7 +102,7 @@ const MaxOverlap = 90 * 24 * time.Hour
 // stored and cannot be shown again.
 func (k *Keys) Create(ctx context.Context, s Spec) (Key, string, error) {
 	now := k.now().UTC().Truncate(time.Millisecond)
-	if !validName(s.Team) || !validName(s.App) {
+	if !policy.ValidName(s.Team) || !policy.ValidName(s.App) {
 		return Key{}, "", fmt.Errorf("%w: team and app must be 1-64 characters of letters, digits, '-', '_' or '.'", ErrBadRequest)
 	}
 	if err := s.Scope.Validate(); err != nil {
@@ -305,18 +305,6 @@ func validID(id string) bool {
 	}
 	for _, c := range id {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
 			return false
 		}
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
 // JWT errors, for logs and errors.Is; clients only see the httperr message.
@@ -139,7 +140,7 @@ func (o *OIDC) Authenticate(ctx context.Context, token string) (Principal, error
 		}
 		app := r.App
 		if r.AppFromClaim != "" {
-			if app = stringClaim(claims, r.AppFromClaim); !validName(app) {
+			if app = stringClaim(claims, r.AppFromClaim); !policy.ValidName(app) {
 				continue
 			}
 		}

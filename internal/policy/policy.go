@@ -74,7 +74,7 @@ func (s Scope) Validate() error {
 		}
 	}
 	for _, r := range s.Regions {
-		if !validName(r) {
+		if !ValidName(r) {
 			return fmt.Errorf("%w: region %q must be 1-64 characters of letters, digits, '-', '_' or '.'", ErrInvalid, r)
 		}
 	}
@@ -210,7 +210,9 @@ func defaultOutputField(req openai.Request) string {
 	return "max_tokens"
 }
 
-func validName(s string) bool {
+// ValidName reports whether s is 1-64 letters, digits, '-', '_' or '.':
+// the names of teams, apps and regions.
+func ValidName(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}
