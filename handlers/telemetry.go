@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -49,7 +50,11 @@ func tracing(tel *telemetry.Client) echo.MiddlewareFunc {
 				if c.Path() == "" {
 					name = r.Method + " (unmatched)"
 				}
-				tel.TrackRequest(telemetry.Request{Trace: tr, Name: name, URL: r.URL.Path, Start: start,
+				url := r.URL.Path
+				if strings.Contains(c.Path(), "/keys/:id") {
+					url = c.Path() // an operator may paste a whole key where the id belongs
+				}
+				tel.TrackRequest(telemetry.Request{Trace: tr, Name: name, URL: url, Start: start,
 					Duration: time.Since(start), Status: status, Properties: props, Measurements: meas})
 			}()
 			if err := next(c); err != nil {
