@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/quota"
 )
 
@@ -55,6 +58,23 @@ func cmdLimits(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		if len(subs) != 1 {
 			return quota.Subject{}, usageError{"limits " + sub + ": name exactly one of --key, --app, --team"}
+		}
+		if subs[0].Kind == quota.KindKey {
+			// Limits follow a key through its rotations: they are set on
+			// its lineage (the first key's id), which quotas count by.
+			kt, err := st.Table(ctx, c.Store.TablePrefix+auth.Table)
+			if err != nil {
+				return quota.Subject{}, err
+			}
+			k, err := auth.NewKeys(kt, nil).Get(ctx, subs[0].ID)
+			switch {
+			case err == nil:
+				subs[0].ID = k.Subject()
+			case errors.Is(err, auth.ErrNotFound) || errors.Is(err, auth.ErrBadRequest):
+				subs[0].ID = strings.TrimPrefix(subs[0].ID, "fgw-") // a key that is gone: its override can still be listed and deleted
+			default:
+				return quota.Subject{}, err
+			}
 		}
 		return subs[0], nil
 	}

@@ -168,7 +168,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		if strings.HasPrefix(j.KeyID, "jwt:") {
 			return nil // token callers were checked at submission; tokens cannot be revoked here
 		}
-		k, err := keys.Get(ctx, j.KeyID)
+		k, err := keys.Latest(ctx, j.KeyID) // the job's owner is a key lineage: its current key decides
 		switch {
 		case errors.Is(err, auth.ErrNotFound) || err == nil && k.Status == auth.StatusRevoked:
 			return jobs.ErrRevoked

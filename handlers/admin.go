@@ -168,7 +168,11 @@ func (g *gateway) adminListKeys(c echo.Context) error {
 
 // audit logs an admin action: who did what to which key (ids, never secrets).
 func (g *gateway) audit(c echo.Context, by auth.Principal, what string, k auth.Key, kv ...any) {
-	g.Log.Info("admin: "+what, append([]any{"request_id", requestIDOf(c), "by", by.KeyID, "by_team", by.Team,
+	who := by.CredentialID
+	if who == "" {
+		who = by.KeyID // a token: jwt:<issuer>:<subject>
+	}
+	g.Log.Info("admin: "+what, append([]any{"request_id", requestIDOf(c), "by", who, "by_team", by.Team,
 		"key_id", k.ID, "team", k.Team, "app", k.App}, kv...)...)
 }
 

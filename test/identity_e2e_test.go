@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -320,6 +321,19 @@ func testRotation(t *testing.T, s *stack, sc *secretCheck) {
 	if st, _ := chatStatus(t, s.URL, old.Key, sc); st != http.StatusOK {
 		t.Fatalf("new key: got %v, want 200", st)
 	}
+	// A job queued with the old key stays the caller's after the rotation.
+	resp := post(t, context.Background(), s.URL+"/openai/v1/chat/completions", old.Key,
+		`{"model":"gpt-4o-mini","max_tokens":3,"messages":[{"role":"user","content":"queued before rotation"}]}`,
+		map[string]string{"Prefer": "respond-async"})
+	jb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sc.record("job submitted before rotation", jb)
+	var job struct {
+		ID string `json:"id"`
+	}
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(jb, &job) != nil || job.ID == "" {
+		t.Fatalf("submit with the old key: got %v %s, want 202", resp.StatusCode, jb)
+	}
 	code, b := sc.admin(t, http.MethodPost, admin+"/"+old.ID+"/rotate", s.Key, `{"overlap":"3s"}`)
 	rotated := time.Now()
 	var nk createdKey
@@ -366,6 +380,21 @@ func testRotation(t *testing.T, s *stack, sc *secretCheck) {
 	}
 	if st, b := chatStatus(t, s.URL, nk.Key, sc); st != http.StatusOK {
 		t.Errorf("new key after the overlap: got %v %s, want 200", st, b)
+	}
+	jr, err := http.NewRequest(http.MethodGet, s.URL+"/jobs/"+job.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr.Header.Set("api-key", nk.Key)
+	if jresp, err := http.DefaultClient.Do(jr); err != nil {
+		t.Fatal(err)
+	} else {
+		jb, _ := io.ReadAll(jresp.Body)
+		jresp.Body.Close()
+		sc.record("job read with the new key", jb)
+		if jresp.StatusCode != http.StatusOK {
+			t.Errorf("job queued with the old key, read with the new one: got %v %s, want 200 (the key's lineage owns it)", jresp.StatusCode, jb)
+		}
 	}
 
 	var got createdKey

@@ -155,7 +155,7 @@ func TestPrincipalScope(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := Principal{KeyID: k.ID, Team: "t", App: "a", Scope: tt.scope}
+			want := Principal{KeyID: k.ID, CredentialID: k.ID, Team: "t", App: "a", Scope: tt.scope}
 			if !reflect.DeepEqual(p, want) {
 				t.Errorf("got %+v, want %+v", p, want)
 			}

@@ -14,10 +14,14 @@ import (
 
 // Principal is an authenticated caller.
 type Principal struct {
-	// KeyID is the key id, or "jwt:<issuer host>:<subject>" for a token.
+	// KeyID is the caller id quotas, jobs and usage count by: the key's
+	// [Key.Subject] (stable across rotations), or
+	// "jwt:<issuer host>:<subject>" for a token.
 	KeyID string
-	Team  string
-	App   string
+	// CredentialID is the id of the API key presented ("" for a token).
+	CredentialID string
+	Team         string
+	App          string
 	// Scope is what the caller may do.
 	Scope policy.Scope
 }
@@ -95,7 +99,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, h http.Header) (Princi
 	a.mu.Unlock()
 	if !ok || !now.Before(c.expires) {
 		k, err := a.keys.verify(ctx, secret)
-		c = cached{p: Principal{KeyID: k.ID, Team: k.Team, App: k.App, Scope: k.Scope}, err: err, expires: now.Add(a.ttl)}
+		c = cached{p: Principal{KeyID: k.Subject(), CredentialID: k.ID, Team: k.Team, App: k.App, Scope: k.Scope},
+			err: err, expires: now.Add(a.ttl)}
 		switch {
 		case err == nil:
 			if !k.ExpiresAt.IsZero() && k.ExpiresAt.Before(c.expires) {
@@ -146,7 +151,7 @@ func (a *Authenticator) Forget(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for h, c := range a.cache {
-		if c.p.KeyID == id {
+		if c.p.CredentialID == id {
 			delete(a.cache, h)
 		}
 	}

@@ -55,7 +55,21 @@ type Key struct {
 	RotatedTo string `json:"rotated_to,omitempty"`
 	// RotatedFrom is the id of the key this one replaced.
 	RotatedFrom string `json:"rotated_from,omitempty"`
-	hash        string
+	// Lineage is the id of the first key of a rotation chain (empty for a
+	// key never rotated into): see [Key.Subject].
+	Lineage string `json:"lineage,omitempty"`
+	hash    string
+}
+
+// Subject is the caller id the gateway counts and owns things by (quota
+// windows and limit overrides, jobs, usage rows): the id of the first key
+// of the key's rotation chain, so a rotation does not reset a key's
+// budget or hide its jobs from the replacement.
+func (k Key) Subject() string {
+	if k.Lineage != "" {
+		return k.Lineage
+	}
+	return k.ID
 }
 
 // Prefix is the visible start of the key, safe to show and log: every
@@ -222,7 +236,7 @@ func (k *Keys) Rotate(ctx context.Context, id string, overlap time.Duration, exp
 		return Key{}, "", Key{}, fmt.Errorf("%w: the new key's expiry %s must be after the overlap ends", ErrBadRequest, expiresAt.UTC().Format(time.RFC3339))
 	}
 	nk, secret, err := k.insert(ctx, Key{Team: old.Team, App: old.App, Scope: old.Scope, Status: StatusActive, CreatedAt: now,
-		ExpiresAt: expiresAt.UTC().Truncate(time.Millisecond), RotatedFrom: old.ID})
+		ExpiresAt: expiresAt.UTC().Truncate(time.Millisecond), RotatedFrom: old.ID, Lineage: old.Subject()})
 	if err != nil {
 		return Key{}, "", Key{}, err
 	}
@@ -248,6 +262,16 @@ func (k *Keys) Rotate(ctx context.Context, id string, overlap time.Duration, exp
 		}
 		return Key{}, "", Key{}, err
 	}
+}
+
+// Latest follows id's rotations to the key that replaced it last (id
+// itself when it was never rotated).
+func (k *Keys) Latest(ctx context.Context, id string) (Key, error) {
+	key, err := k.Get(ctx, id)
+	for hops := 0; err == nil && key.RotatedTo != "" && hops < 1000; hops++ {
+		key, err = k.Get(ctx, key.RotatedTo)
+	}
+	return key, err
 }
 
 func rotatable(k Key) error {
@@ -345,6 +369,7 @@ func toEntity(k Key) store.Entity {
 	opt("RevokedAt", k.RevokedAt, !k.RevokedAt.IsZero())
 	opt("RotatedTo", k.RotatedTo, k.RotatedTo != "")
 	opt("RotatedFrom", k.RotatedFrom, k.RotatedFrom != "")
+	opt("Lineage", k.Lineage, k.Lineage != "")
 	sc := k.Scope
 	opt("Models", strings.Join(sc.Models, ","), len(sc.Models) > 0)
 	opt("Regions", strings.Join(sc.Regions, ","), len(sc.Regions) > 0)
@@ -375,7 +400,7 @@ func fromEntity(e store.Entity, now time.Time) Key {
 	admin, _ := e.Props["Admin"].(bool)
 	k := Key{ID: e.RowKey, Team: s("Team"), App: s("App"), Status: Status(s("Status")),
 		CreatedAt: t("CreatedAt"), ExpiresAt: t("ExpiresAt"), RevokedAt: t("RevokedAt"),
-		RotatedTo: s("RotatedTo"), RotatedFrom: s("RotatedFrom"), hash: s("Hash"),
+		RotatedTo: s("RotatedTo"), RotatedFrom: s("RotatedFrom"), Lineage: s("Lineage"), hash: s("Hash"),
 		Scope: policy.Scope{Models: SplitList(s("Models")), Regions: SplitList(s("Regions")), Class: policy.Class(s("Class")),
 			MaxOutputTokens: i("MaxOutputTokens"), OverCap: policy.OverCap(s("OverCap")), MaxN: i("MaxN"), Admin: admin}}
 	if k.Status == StatusActive && !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {

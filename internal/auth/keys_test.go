@@ -47,8 +47,8 @@ func wantOK(t *testing.T, a *Authenticator, secret, keyID string) {
 	if he != nil {
 		t.Fatalf("got %v, want key %s to authenticate", he, keyID)
 	}
-	if p.KeyID != keyID {
-		t.Fatalf("got key %s, want %s", p.KeyID, keyID)
+	if p.CredentialID != keyID {
+		t.Fatalf("got key %s, want %s", p.CredentialID, keyID)
 	}
 }
 
@@ -260,6 +260,16 @@ func TestKeyRotate(t *testing.T) {
 		a := NewAuthenticator(keys, 2*time.Hour)
 		wantOK(t, a, oldSecret, old.ID)
 		wantOK(t, a, newSecret, nk.ID)
+		// Both count as the same caller: quotas, jobs and usage follow the
+		// key through its rotations.
+		for _, sec := range []string{oldSecret, newSecret} {
+			if p, _ := authWith(t, a, sec); p.KeyID != old.ID {
+				t.Errorf("caller id %s, want the lineage %s", p.KeyID, old.ID)
+			}
+		}
+		if nk.Lineage != old.ID || nk.Subject() != old.ID {
+			t.Errorf("new key lineage %q subject %q, want %s", nk.Lineage, nk.Subject(), old.ID)
+		}
 		clock.Add(time.Hour - time.Millisecond)
 		wantOK(t, a, oldSecret, old.ID)
 		wantOK(t, a, newSecret, nk.ID)
@@ -475,4 +485,35 @@ func TestAuthenticatorRevocation(t *testing.T) {
 			t.Errorf("second revoke: %+v %v, want RevokedAt %v kept", second, err, first.RevokedAt)
 		}
 	})
+}
+
+// A chain of rotations keeps one lineage (the first key's id), and Latest
+// follows the chain to the key in use.
+func TestKeyLineage(t *testing.T) {
+	ctx := context.Background()
+	clock := newClock()
+	keys := newKeys(t, clock.Now)
+	first, _ := mustCreate(t, keys, Spec{Team: "research", App: "a"})
+	second, _, _, err := keys.Rotate(ctx, first.ID, time.Minute, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, secret, _, err := keys.Rotate(ctx, second.ID, time.Minute, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []Key{first, second, third} {
+		got, err := keys.Get(ctx, k.ID)
+		if err != nil || got.Subject() != first.ID {
+			t.Errorf("key %s: subject %q (%v), want %s", k.ID, got.Subject(), err, first.ID)
+		}
+	}
+	if p, he := authWith(t, NewAuthenticator(keys, time.Second), secret); he != nil || p.KeyID != first.ID || p.CredentialID != third.ID {
+		t.Errorf("third key authenticates as %+v (%v), want caller %s, credential %s", p, he, first.ID, third.ID)
+	}
+	for _, id := range []string{first.ID, second.ID, third.ID} {
+		if got, err := keys.Latest(ctx, id); err != nil || got.ID != third.ID {
+			t.Errorf("Latest(%s) = %s (%v), want %s", id, got.ID, err, third.ID)
+		}
+	}
 }

@@ -502,7 +502,7 @@ func TestAuthenticatorWithOIDC(t *testing.T) {
 	jwtTok := sign(t, jwt.SigningMethodRS256, k.rsa1, "rsa1", f.claims(nil))
 	badTok := sign(t, jwt.SigningMethodRS256, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["aud"] = "nope" }))
 	jwtPrincipal := Principal{KeyID: "jwt:" + mustHost(f.idp.srv.URL) + ":sub-123", Team: "research", App: "notebook-app", Scope: researchScope}
-	keyPrincipal := Principal{KeyID: key.ID, Team: "research", App: "notebook"}
+	keyPrincipal := Principal{KeyID: key.ID, CredentialID: key.ID, Team: "research", App: "notebook"}
 
 	tests := []struct {
 		name     string
