@@ -52,15 +52,8 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		if err != nil {
 			return badRequest(err)
 		}
-		async := wantsAsync(r.Header)
-		// Scope: model (403), priority class (403), per-request caps (400
-		// or clamped; the body sent on is the clamped one).
-		body, clamped, err := p.Scope.Admit(&req, async, body)
-		if err != nil {
+		if err := p.Scope.CheckModel(req.Model); err != nil { // before the lookup: 403 whether the alias exists or not
 			return err
-		}
-		if clamped != "" {
-			c.Response().Header().Set("X-Gateway-Clamped", clamped+"="+strconv.FormatInt(req.MaxOutput, 10))
 		}
 		m, err := g.Router.Model(req.Model)
 		if errors.Is(err, route.ErrUnknownModel) {
@@ -76,6 +69,16 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		if req.Stream && op == openai.OpEmbeddings {
 			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_request_error", Param: "stream",
 				Msg: "Embeddings cannot be streamed."}
+		}
+		async := wantsAsync(r.Header)
+		// Scope and the model's policy: priority class (403), per-request
+		// caps (400 or clamped; the body sent on is the clamped one).
+		body, clamped, err := p.Scope.WithCaps(m.Caps).Admit(&req, async, body)
+		if err != nil {
+			return err
+		}
+		if clamped != "" {
+			c.Response().Header().Set("X-Gateway-Clamped", clamped+"="+strconv.FormatInt(req.MaxOutput, 10))
 		}
 		tr := traceOf(c)
 		subjects := quota.Subjects(p.KeyID, p.Team, p.App)

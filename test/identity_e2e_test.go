@@ -58,7 +58,10 @@ func TestIdentityE2E(t *testing.T) {
 		extraModels: `  geo:
     targets:
       - { backend: sim-us, deployment: gpt-4o-mini, priority: 1 }
-      - { backend: sim-paygo, deployment: gpt-4o-mini, priority: 2 }`,
+      - { backend: sim-paygo, deployment: gpt-4o-mini, priority: 2 }
+  capped:
+    targets: [ { backend: sim-paygo, deployment: gpt-4o-mini } ]
+    policy: { maxOutputTokens: 12, maxN: 1 }`,
 		extraTop: fmt.Sprintf(`identity:
   issuers: [{ issuer: "%s", audience: "%s" }]
   rules:
@@ -267,6 +270,37 @@ func testPolicy(ctx context.Context, t *testing.T, s *stack, sc *secretCheck) {
 				}
 			})
 		}
+	})
+
+	// A model's policy caps every caller; a scope only tightens it.
+	t.Run("model policy", func(t *testing.T) {
+		for _, tt := range []struct {
+			name, key string
+			header    string
+		}{
+			{"unscoped key gets the model's cap", s.Key, "max_tokens=12"},
+			{"the lower cap wins (model 12, key 16)", clamp.Key, "max_tokens=12"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				var resp *http.Response
+				p := chatParams("capped", prompt)
+				p.MaxTokens = openai.Int(500)
+				r, err := keyClient(s, tt.key).Chat.Completions.New(ctx, p, option.WithResponseInto(&resp))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := r.Usage.CompletionTokens; got > 12 || got == 0 {
+					t.Errorf("completion_tokens %d, want 1..12", got)
+				}
+				if got := resp.Header.Get("X-Gateway-Clamped"); got != tt.header {
+					t.Errorf("X-Gateway-Clamped: got %q, want %q", got, tt.header)
+				}
+			})
+		}
+		p := chatParams("capped", prompt)
+		p.N = openai.Int(2)
+		_, err := keyClient(s, s.Key).Chat.Completions.New(ctx, p)
+		wantAPIError(t, err, http.StatusBadRequest, "parameter_above_limit", "n")
 	})
 
 	t.Run("refusals", func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
 // Secret is a string that never appears in logs or formatted output.
@@ -215,6 +217,9 @@ type Model struct {
 	Targets []Target `yaml:"targets" json:"targets"`
 	// Price per million tokens, for cost.
 	Price *Price `yaml:"price" json:"price"`
+	// Policy caps every caller's requests to this alias (maxOutputTokens,
+	// overCap, maxN); a caller's scope can tighten them, never loosen.
+	Policy policy.Caps `yaml:"policy" json:"policy"`
 }
 
 // Target is one deployment of an alias on a backend.
@@ -592,6 +597,9 @@ func (c *Config) Validate() error {
 		}
 		if p := m.Price; p != nil && (p.Input < 0 || p.Output < 0 || p.CachedInput < 0) {
 			bad("model %q: prices must not be negative", a)
+		}
+		if err := m.Policy.Validate(); err != nil {
+			bad("model %q policy: %v", a, err)
 		}
 	}
 	errs = append(errs, c.Limits.Validate()...)

@@ -114,6 +114,8 @@ func TestInvalid(t *testing.T) {
 		{"servicebus without settings", base + "queue: {kind: servicebus}\nmodels: {m: {targets: [{backend: b}]}}", "ServiceBusConnection__fullyQualifiedNamespace", nil},
 		{"bad store kind", base + "store: {kind: cosmos}\nmodels: {m: {targets: [{backend: b}]}}", `store.kind "cosmos"`, nil},
 		{"alias with slash", base + "models: {a/b: {targets: [{backend: b}]}}", "must not contain", nil},
+		{"model policy overCap without a cap", base + "models: {m: {targets: [{backend: b}], policy: {overCap: reject}}}", `model "m" policy`, nil},
+		{"model policy negative n", base + "models: {m: {targets: [{backend: b}], policy: {maxN: -1}}}", "maxN must not be negative", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

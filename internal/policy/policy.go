@@ -63,6 +63,39 @@ type Scope struct {
 	Admin bool `yaml:"admin" json:"admin,omitempty"`
 }
 
+// Caps are per-request limits a model alias sets for every caller
+// (models.<alias>.policy); a caller's scope can only tighten them.
+type Caps struct {
+	// MaxOutputTokens caps the output-token fields (0 = none).
+	MaxOutputTokens int64 `yaml:"maxOutputTokens" json:"maxOutputTokens"`
+	// OverCap is clamp (default) or reject above MaxOutputTokens.
+	OverCap OverCap `yaml:"overCap" json:"overCap"`
+	// MaxN caps n and best_of (0 = none).
+	MaxN int64 `yaml:"maxN" json:"maxN"`
+}
+
+// Validate checks the caps.
+func (c Caps) Validate() error {
+	return Scope{MaxOutputTokens: c.MaxOutputTokens, OverCap: c.OverCap, MaxN: c.MaxN}.Validate()
+}
+
+// WithCaps returns the scope with a model's caps applied: the lower of
+// each pair of caps wins, and the output-token cap that binds brings its
+// overCap (reject when both are equal and either rejects).
+func (s Scope) WithCaps(c Caps) Scope {
+	if c.MaxN > 0 && (s.MaxN == 0 || c.MaxN < s.MaxN) {
+		s.MaxN = c.MaxN
+	}
+	switch {
+	case c.MaxOutputTokens == 0:
+	case s.MaxOutputTokens == 0 || c.MaxOutputTokens < s.MaxOutputTokens:
+		s.MaxOutputTokens, s.OverCap = c.MaxOutputTokens, c.OverCap
+	case c.MaxOutputTokens == s.MaxOutputTokens && c.OverCap == Reject:
+		s.OverCap = Reject
+	}
+	return s
+}
+
 // ErrInvalid is wrapped by Validate's errors.
 var ErrInvalid = errors.New("invalid scope")
 
@@ -113,15 +146,23 @@ func (s Scope) AllowsModel(alias string) bool {
 	return len(s.Models) == 0 || slices.Contains(s.Models, alias)
 }
 
+// CheckModel refuses a model alias outside the scope: 403 model_not_allowed.
+func (s Scope) CheckModel(alias string) error {
+	if s.AllowsModel(alias) {
+		return nil
+	}
+	return &httperr.Error{Status: http.StatusForbidden, Code: "model_not_allowed", Param: "model",
+		Msg: "This credential may not use the model " + strconv.Quote(alias) + "; it may use: " + strings.Join(s.Models, ", ") + "."}
+}
+
 // Admit checks a request against the scope before it is routed: the
 // model (403), the priority class (403) and the per-request caps (400).
 // It returns the body to send, with max output tokens clamped or set to
 // the cap, and updates req to match; clamped names the field lowered
 // ("" when nothing was changed). body is never modified in place.
 func (s Scope) Admit(req *openai.Request, async bool, body []byte) (out []byte, clamped string, err error) {
-	if !s.AllowsModel(req.Model) {
-		return nil, "", &httperr.Error{Status: http.StatusForbidden, Code: "model_not_allowed", Param: "model",
-			Msg: "This credential may not use the model " + strconv.Quote(req.Model) + "; it may use: " + strings.Join(s.Models, ", ") + "."}
+	if err := s.CheckModel(req.Model); err != nil {
+		return nil, "", err
 	}
 	if s.Class == ClassBatch && !async {
 		return nil, "", httperr.Forbidden("priority_class_forbidden",

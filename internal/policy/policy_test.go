@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -290,5 +291,34 @@ func TestAdmitOrder(t *testing.T) {
 				t.Fatalf("got %s (%v), want %s", got, err, tt.wantCode)
 			}
 		})
+	}
+}
+
+// A model's caps apply to every caller; a scope only tightens them.
+func TestWithCaps(t *testing.T) {
+	tests := []struct {
+		name  string
+		scope Scope
+		caps  Caps
+		want  Scope
+	}{
+		{"no caps", Scope{MaxOutputTokens: 100, MaxN: 2}, Caps{}, Scope{MaxOutputTokens: 100, MaxN: 2}},
+		{"model caps an open scope", Scope{}, Caps{MaxOutputTokens: 50, OverCap: Reject, MaxN: 1}, Scope{MaxOutputTokens: 50, OverCap: Reject, MaxN: 1}},
+		{"lower model cap binds with its overCap", Scope{MaxOutputTokens: 100, OverCap: Reject}, Caps{MaxOutputTokens: 50}, Scope{MaxOutputTokens: 50}},
+		{"lower scope cap keeps its overCap", Scope{MaxOutputTokens: 20}, Caps{MaxOutputTokens: 50, OverCap: Reject}, Scope{MaxOutputTokens: 20}},
+		{"equal caps: reject wins", Scope{MaxOutputTokens: 50}, Caps{MaxOutputTokens: 50, OverCap: Reject}, Scope{MaxOutputTokens: 50, OverCap: Reject}},
+		{"lower n wins", Scope{MaxN: 4}, Caps{MaxN: 2}, Scope{MaxN: 2}},
+		{"scope n lower", Scope{MaxN: 1}, Caps{MaxN: 2}, Scope{MaxN: 1}},
+		{"other fields kept", Scope{Models: []string{"m"}, Admin: true}, Caps{MaxN: 3}, Scope{Models: []string{"m"}, Admin: true, MaxN: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.scope.WithCaps(tt.caps); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if err := (Caps{OverCap: Reject}).Validate(); err == nil {
+		t.Error("overCap without a cap: want an error")
 	}
 }

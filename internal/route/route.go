@@ -10,6 +10,7 @@ import (
 
 	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
 // ErrUnknownModel: no alias with that name.
@@ -67,6 +68,8 @@ type Model struct {
 	Alias   string
 	Targets []Target
 	Price   *config.Price
+	// Caps every caller's requests to the alias (models.<alias>.policy).
+	Caps policy.Caps
 
 	set *settings // nil for models built by hand: wall clock
 }
@@ -112,7 +115,7 @@ func New(c config.Config, auth func(config.Backend) (backendauth.Authorizer, err
 	}
 	deps := map[[2]string]*deployment{}
 	for alias, m := range c.Models {
-		mm := &Model{Alias: alias, Price: m.Price, set: set}
+		mm := &Model{Alias: alias, Price: m.Price, Caps: m.Policy, set: set}
 		for _, t := range m.Targets {
 			b, ok := backends[t.Backend]
 			if !ok {
