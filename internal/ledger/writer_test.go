@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -95,8 +96,19 @@ func TestChunksRespectLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []int
-			for _, c := range chunks(evs("t", day1, tt.n, strings.Repeat("y", tt.size))) {
-				got = append(got, len(c))
+			in := evs("t", day1, tt.n, strings.Repeat("y", tt.size))
+			end := 0
+			for c := range chunks("pk", in) {
+				if len(c.ops) != len(c.evs) || c.end != end+len(c.evs) || &c.evs[0] != &in[end] {
+					t.Fatalf("chunk %d: %d rows for %d events ending at %d, after %d", len(got), len(c.ops), len(c.evs), c.end, end)
+				}
+				for i, op := range c.ops {
+					if op.Kind != store.OpUpsert || op.Entity.RowKey != c.evs[i].RowKey() {
+						t.Fatalf("chunk %d op %d: %v %q, want an upsert of %q", len(got), i, op.Kind, op.Entity.RowKey, c.evs[i].RowKey())
+					}
+				}
+				end = c.end
+				got = append(got, len(c.evs))
 			}
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %v, want %v", got, tt.want)
@@ -255,5 +267,100 @@ func TestWriterDirtyDays(t *testing.T) {
 	}
 	if len(marks) != 1 || marks[0].RowKey != "2026-03-10" {
 		t.Errorf("got %v marks, want one for 2026-03-10", len(marks))
+	}
+}
+
+// flakyMulti wraps a table that commits several batches at once (the
+// embedded store) and, in its first call only, fails the batches at the
+// positions in fail with a transient error.
+type flakyMulti struct {
+	store.Table
+	fail  map[int]bool
+	calls []int // batches per call
+}
+
+func (f *flakyMulti) BatchAll(ctx context.Context, bs [][]store.Op) []error {
+	f.calls = append(f.calls, len(bs))
+	inner := f.Table.(multiBatcher)
+	if len(f.calls) > 1 {
+		return inner.BatchAll(ctx, bs)
+	}
+	errs := make([]error, len(bs))
+	var pass [][]store.Op
+	var at []int
+	for i, ops := range bs {
+		if f.fail[i] {
+			errs[i] = errDown
+			continue
+		}
+		pass, at = append(pass, ops), append(at, i)
+	}
+	for j, err := range inner.BatchAll(ctx, pass) {
+		errs[at[j]] = err
+	}
+	return errs
+}
+
+// TestWriterGroupedCommits: a table that commits several batches at once
+// gets up to batchesPerCommit per call; a batch that fails is retried by
+// the next flush, one the store refuses as invalid is rejected, and every
+// other event is written exactly once.
+func TestWriterGroupedCommits(t *testing.T) {
+	tests := []struct {
+		name         string
+		fail         map[int]bool
+		invalidAt    int // event made invalid, or -1
+		wantErr      bool
+		wantWritten  int64 // after the first flush
+		wantRejected int64
+		wantCalls    []int
+	}{
+		{"all good: 13 batches in 7 calls", nil, -1, false, 1250, 0, []int{2, 2, 2, 2, 2, 2, 1}},
+		{"batch 1 fails once: the flush stops after its call", map[int]bool{1: true}, -1, true, 100, 0, []int{2, 2, 2, 2, 2, 2, 2}},
+		{"batch 4 is invalid", nil, 450, false, 1150, 100, []int{2, 2, 2, 2, 2, 2, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := embeddedTables(t)
+			f := &flakyMulti{Table: base.Events, fail: tt.fail}
+			tb := base
+			tb.Events = f
+			clk := &clock{t: day1}
+			w := NewWriter(tb, WriterOptions{Now: clk.Now})
+			if w.kickAt != store.MaxBatchOps*batchesPerCommit {
+				t.Errorf("kickAt %d, want %d", w.kickAt, store.MaxBatchOps*batchesPerCommit)
+			}
+			in := evs("research", day1, 1250, "")
+			if tt.invalidAt >= 0 {
+				in[tt.invalidAt].Deployment = strings.Repeat("z", 40000) // over Azure's 64 KiB string limit
+			}
+			for _, e := range in {
+				w.Record(context.Background(), e)
+			}
+			err := w.Flush(context.Background())
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("first flush: got %v, want error %v", err, tt.wantErr)
+			}
+			if s := w.Stats(); s.Written != tt.wantWritten || s.Rejected != tt.wantRejected {
+				t.Errorf("after the first flush: written %d rejected %d, want %d %d", s.Written, s.Rejected, tt.wantWritten, tt.wantRejected)
+			}
+			clk.Set(day1.Add(time.Minute)) // past the backoff
+			if err := w.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if s := w.Stats(); s.Written+s.Rejected != 1250 || s.Buffered != 0 {
+				t.Errorf("after the retry: %+v, want 1250 written or rejected, none buffered", s)
+			}
+			want := in
+			if tt.invalidAt >= 0 {
+				want = append(append([]Event{}, in[:400]...), in[500:]...)
+			}
+			if got, want := sumOf(allEvents(t, base, "2026-03-10")), sumOf(want); got != want {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+			if !slices.Equal(f.calls, tt.wantCalls) {
+				t.Errorf("got batches per call %v, want %v", f.calls, tt.wantCalls)
+			}
+		})
 	}
 }
