@@ -7,6 +7,13 @@
 // The simulator, the bare proxy and the gateway run as separate processes
 // (the bare proxy is this binary re-executed with -mode bareproxy); the load
 // generator is this process. Everything binds to 127.0.0.1.
+//
+// Memory: peak RSS is VmHWM; the RssAnon/RssFile split is shown at the end
+// of each target's run and as the highest values sampled every 50 ms, with
+// the number of requests made (the gateway writes a usage row for each, and
+// the embedded store's mmapped pages count as file-backed). -gateway-env
+// adds environment to the gateway processes (GOGC, GOMEMLIMIT, GODEBUG) and
+// -logs keeps every child's stderr.
 package main
 
 import (
@@ -29,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -40,13 +48,15 @@ func main() {
 	handler := flag.String("handler", "bin/handler", "the handler binary")
 	duration := flag.Duration("duration", 8*time.Second, "load duration per target")
 	conns := flag.Int("conns", 64, "concurrent clients")
+	gwEnv := flag.String("gateway-env", "", "extra environment for both gateway processes, space-separated (e.g. \"GOGC=50 GOMEMLIMIT=40MiB\")")
+	logs := flag.String("logs", "", "directory to keep the children's stderr in (default: discarded)")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "bareproxy":
 		err = bareProxy(*listen, *target)
 	default:
-		err = bench(*handler, *duration, *conns)
+		err = bench(*handler, *duration, *conns, strings.Fields(*gwEnv), *logs)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -65,26 +75,56 @@ func bareProxy(listen, target string) error {
 	return http.ListenAndServe(listen, rp)
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+// freeAddrs returns n distinct free addresses: the listeners stay open
+// until all are chosen, or the kernel may hand out one port twice (the
+// second child then fails to listen, and its target silently measures
+// whatever took the port).
+func freeAddrs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		defer l.Close()
+		out[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return out
 }
 
 type child struct {
 	cmd *exec.Cmd
-	out bytes.Buffer
+	out bytes.Buffer // stderr, unless kept in log
+	log *os.File
 }
 
-func startChild(env []string, name string, args ...string) (*child, error) {
+// startChild starts name with env added; its stderr goes to logFile when
+// that is not empty.
+func startChild(env []string, logFile, name string, args ...string) (*child, error) {
 	c := &child{cmd: exec.Command(name, args...)}
 	c.cmd.Env = append(os.Environ(), env...)
 	c.cmd.Stdout, c.cmd.Stderr = io.Discard, &c.out
+	if logFile != "" {
+		f, err := os.Create(logFile)
+		if err != nil {
+			return nil, err
+		}
+		c.log, c.cmd.Stderr = f, f
+	}
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return c, c.cmd.Start()
+}
+
+// alive reports whether the child is still running (an exited child that
+// nobody waited for is a zombie without memory lines in its status).
+func (c *child) alive() bool { return procStatus(c.cmd.Process.Pid, "VmRSS") > 0 }
+
+// stderr is what the child wrote to stderr, or where it is kept.
+func (c *child) stderr() string {
+	if c.log != nil {
+		return "see " + c.log.Name()
+	}
+	return strings.TrimSpace(c.out.String())
 }
 
 func (c *child) stop() {
@@ -96,6 +136,9 @@ func (c *child) stop() {
 	case <-time.After(5 * time.Second):
 		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 		<-done
+	}
+	if c.log != nil {
+		_ = c.log.Close()
 	}
 }
 
@@ -117,6 +160,35 @@ func procStatus(pid int, field string) float64 {
 	return 0
 }
 
+// memPeak samples a process's RssAnon and RssFile until stop is closed and
+// reports the largest values seen: VmHWM says how high the total went, not
+// what it was made of.
+type memPeak struct {
+	anon, file float64
+	stop, done chan struct{}
+}
+
+func sampleMem(pid int) *memPeak {
+	m := &memPeak{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			m.anon = max(m.anon, procStatus(pid, "RssAnon"))
+			m.file = max(m.file, procStatus(pid, "RssFile"))
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return m
+}
+
+func (m *memPeak) end() { close(m.stop); <-m.done }
+
 func waitReady(url string) error {
 	c := &http.Client{Timeout: time.Second}
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -136,27 +208,40 @@ type target struct {
 	name string
 	url  string // base URL; requests go to url + /openai/v1/chat/completions
 	key  string
-	pid  int
+	proc *child
+	sent *atomic.Int64 // requests made (the gateway writes a usage row for each)
 }
 
-func bench(handler string, duration time.Duration, conns int) error {
+func bench(handler string, duration time.Duration, conns int, gwEnv []string, logs string) error {
 	handler, _ = filepath.Abs(handler)
 	dir, err := os.MkdirTemp("", "loadbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	simAddr, bareAddr, gwAddr, gw1Addr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
+	addrs := freeAddrs(4)
+	simAddr, bareAddr, gwAddr, gw1Addr := addrs[0], addrs[1], addrs[2], addrs[3]
 	if err := os.WriteFile(filepath.Join(dir, "sim.yaml"), []byte(simConfig), 0o600); err != nil {
 		return err
 	}
-	sim, err := startChild(nil, handler, "sim", "--listen", simAddr, "--config", filepath.Join(dir, "sim.yaml"))
+	logFile := func(name string) string {
+		if logs == "" {
+			return ""
+		}
+		return filepath.Join(logs, name+".log")
+	}
+	if logs != "" {
+		if err := os.MkdirAll(logs, 0o755); err != nil {
+			return err
+		}
+	}
+	sim, err := startChild(nil, logFile("sim"), handler, "sim", "--listen", simAddr, "--config", filepath.Join(dir, "sim.yaml"))
 	if err != nil {
 		return err
 	}
 	defer sim.stop()
 	self, _ := os.Executable()
-	bare, err := startChild(nil, self, "-mode", "bareproxy", "-listen", bareAddr, "-target", "http://"+simAddr)
+	bare, err := startChild(nil, logFile("bareproxy"), self, "-mode", "bareproxy", "-listen", bareAddr, "-target", "http://"+simAddr)
 	if err != nil {
 		return err
 	}
@@ -176,8 +261,8 @@ models:
 `, addr, filepath.Join(dir, db), filepath.Join(dir, db), filepath.Join(dir, db), simAddr)
 	}
 	var targets []target
-	targets = append(targets, target{name: "direct to simulator", url: "http://" + simAddr, pid: sim.cmd.Process.Pid},
-		target{name: "bare httputil.ReverseProxy", url: "http://" + bareAddr, pid: bare.cmd.Process.Pid})
+	targets = append(targets, target{name: "direct to simulator", url: "http://" + simAddr, proc: sim, sent: new(atomic.Int64)},
+		target{name: "bare httputil.ReverseProxy", url: "http://" + bareAddr, proc: bare, sent: new(atomic.Int64)})
 	for _, g := range []struct{ name, addr, db, procs string }{
 		{"gateway (auth+usage)", gwAddr, "gw.db", ""},
 		{"gateway, GOMAXPROCS=1", gw1Addr, "gw1.db", "GOMAXPROCS=1"},
@@ -190,24 +275,32 @@ models:
 		if err != nil {
 			return fmt.Errorf("keys create: %w", err)
 		}
-		env := []string{"GATEWAY_LOG_LEVEL=WARN"}
+		env := append([]string{"GATEWAY_LOG_LEVEL=WARN"}, gwEnv...)
 		if g.procs != "" {
 			env = append(env, g.procs)
 		}
-		gw, err := startChild(env, handler, "serve", "--config", cfg)
+		gw, err := startChild(env, logFile(strings.TrimSuffix(g.db, ".db")), handler, "serve", "--config", cfg)
 		if err != nil {
 			return err
 		}
 		defer gw.stop()
-		targets = append(targets, target{name: g.name, url: "http://" + g.addr, key: strings.TrimSpace(string(key)), pid: gw.cmd.Process.Pid})
+		targets = append(targets, target{name: g.name, url: "http://" + g.addr, key: strings.TrimSpace(string(key)), proc: gw, sent: new(atomic.Int64)})
 	}
 	for _, t := range targets {
-		if err := waitReady(t.url + "/"); err != nil {
-			return err
+		err := waitReady(t.url + "/")
+		if err == nil && !t.proc.alive() {
+			err = errors.New("exited")
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w; stderr: %s", t.name, err, t.proc.stderr())
 		}
 	}
 
-	fmt.Printf("loadbench: %d clients, %v per target, %d CPUs, %s\n\n", conns, duration, runtime.NumCPU(), runtime.Version())
+	fmt.Printf("loadbench: %d clients, %v per target, %d CPUs, %s", conns, duration, runtime.NumCPU(), runtime.Version())
+	if len(gwEnv) > 0 {
+		fmt.Printf(", gateway env %s", strings.Join(gwEnv, " "))
+	}
+	fmt.Print("\n\n")
 	body := []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Benchmark prompt: say something short."}],"max_tokens":64}`)
 	stream := []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Benchmark prompt: stream something."}],"max_tokens":64}`)
 
@@ -217,16 +310,22 @@ models:
 		ttfc1, p50_1    time.Duration
 		cut, streams    int
 		rss, anon, file float64
+		peak            *memPeak
 	}
 	var rows []row
 	for _, t := range targets {
-		r := row{t: t}
+		pid := t.proc.cmd.Process.Pid
+		r := row{t: t, peak: sampleMem(pid)}
 		_ = runLoad(t, body, conns, time.Second) // warm-up
 		r.load = runLoad(t, body, conns, duration)
 		r.p50_1 = sequential(t, body, 300, false)
 		r.ttfc1 = sequential(t, stream, 300, true)
 		r.cut, r.streams = streamLoad(t, stream, conns, 3*time.Second)
-		r.rss, r.anon, r.file = procStatus(t.pid, "VmHWM"), procStatus(t.pid, "RssAnon"), procStatus(t.pid, "RssFile")
+		r.peak.end()
+		if !t.proc.alive() {
+			return fmt.Errorf("%s exited during the run; stderr: %s", t.name, t.proc.stderr())
+		}
+		r.rss, r.anon, r.file = procStatus(pid, "VmHWM"), procStatus(pid, "RssAnon"), procStatus(pid, "RssFile")
 		rows = append(rows, r)
 	}
 	direct := rows[0]
@@ -234,7 +333,8 @@ models:
 	for _, r := range rows {
 		fmt.Printf("%-28s %9.0f %9s %9s %8.2f %11s %11s %12s %7.1fMi\n", r.t.name, r.load.rps, ms(r.load.p50), ms(r.load.p99),
 			r.load.rps/direct.load.rps, ms(r.p50_1), ms(r.ttfc1), fmt.Sprintf("%d/%d", r.cut, r.streams), r.rss)
-		fmt.Printf("%-28s now: anon %.1fMi, file-backed %.1fMi\n", "", r.anon, r.file)
+		fmt.Printf("%-28s now: anon %.1fMi, file-backed %.1fMi; highest sampled: anon %.1fMi, file-backed %.1fMi; %d requests\n",
+			"", r.anon, r.file, r.peak.anon, r.peak.file, r.t.sent.Load())
 		if r.load.errors > 0 {
 			fmt.Printf("  %d errors, first: %s\n", r.load.errors, r.load.firstErr)
 		}
@@ -267,6 +367,7 @@ func request(ctx context.Context, t target, body []byte) (*http.Request, error) 
 	if err != nil {
 		return nil, err
 	}
+	t.sent.Add(1)
 	req.Header.Set("Content-Type", "application/json")
 	if t.key != "" {
 		req.Header.Set("Authorization", "Bearer "+t.key)
