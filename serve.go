@@ -142,8 +142,18 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		SpoolAfter: c.Ledger.SpoolAfter.D(), SpoolPath: c.Ledger.SpoolPath, Log: log})
 	daily := ledger.NewDaily(lt, nil)
 	tc := tokens.New()
+	// Offline token counts are exact (BPE) when token limits need them for
+	// admission. Otherwise the usage estimates of calls whose backend
+	// reported no usage (cut streams) use about 4 bytes per token, and the
+	// ~50 MiB of BPE tables are never loaded.
+	exact := tokenLimits(c.Limits)
 	pricing := ledger.NewPricing(ledger.PricesFromConfig(c), c.Ledger.BatchDiscount,
-		ledger.CounterFunc(func(m, s string) int { return int(tc.Text(m, s)) }))
+		ledger.CounterFunc(func(m, s string) int {
+			if !exact {
+				return (len(s) + 3) / 4
+			}
+			return int(tc.Text(m, s))
+		}))
 	sink := handlers.LedgerUsage{Pricing: pricing, Writer: lw, Log: handlers.LogUsage{Log: log}}
 
 	// Rate limits and budgets.
@@ -206,7 +216,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	if len(c.Identity.Issuers) > 0 { // JWT bearer tokens from OIDC issuers (issue #3)
 		authn.WithOIDC(auth.NewOIDC(c.Identity, &http.Client{Timeout: 15 * time.Second}, nil, log))
 	}
-	a.handler = handlers.New(handlers.Deps{
+	deps := handlers.Deps{
 		Log:          log,
 		Auth:         authn,
 		Router:       rtr,
@@ -223,15 +233,18 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 			return jobs.Submit(ctx, js, q, s)
 		},
 		Quota:     &quota.Gate{L: lim, Counter: tc},
-		Tokens:    tc,
 		Telemetry: tel,
 		Cost: func(model string, u usage.Usage) float64 {
 			return pricing.CostOf(model, ledger.ClassInteractive, u)
 		},
 		UsageReports: daily,
-	})
+	}
+	if exact {
+		deps.Tokens = tc // else nil: the handler estimates prompts at 4 bytes per token
+	}
+	a.handler = handlers.New(deps)
 	a.workers = []func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run}
-	if tokenLimits(c.Limits) {
+	if exact {
 		// The BPE tables cost ~0.3 s and ~150 MiB; load them before the
 		// first limited request needs them, and only then.
 		a.workers = append(a.workers, func(context.Context) error { tc.Warm(); return nil })
