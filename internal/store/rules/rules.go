@@ -187,32 +187,39 @@ func Value(name string, v any) (int, error) {
 // counts it (4 + 2*len(keys) + per property 8 + 2*len(name) + value). Its
 // JSON body must also fit store.MaxEntityBytes, which is how Azurite counts.
 func Entity(e store.Entity) (int, error) {
+	size, _, err := entity(e)
+	return size, err
+}
+
+// entity is Entity that also returns the JSON body size (bodySize), so a
+// batch check computes it once per entity.
+func entity(e store.Entity) (size, body int, err error) {
 	if err := Keys(e.PartitionKey, e.RowKey); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if len(e.Props) > store.MaxCustomProps {
-		return 0, invalid("%d properties is more than %d", len(e.Props), store.MaxCustomProps)
+		return 0, 0, invalid("%d properties is more than %d", len(e.Props), store.MaxCustomProps)
 	}
-	size := 4 + 2*(utf16Len(e.PartitionKey)+utf16Len(e.RowKey))
+	size = 4 + 2*(utf16Len(e.PartitionKey)+utf16Len(e.RowKey))
 	for name, v := range e.Props {
 		if err := PropName(name); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		n, err := Value(name, v)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		size += 8 + 2*utf16Len(name) + n
 	}
 	if size > store.MaxEntityBytes {
-		return 0, invalid("entity of %d bytes is over %d", size, store.MaxEntityBytes)
+		return 0, 0, invalid("entity of %d bytes is over %d", size, store.MaxEntityBytes)
 	}
 	// Azurite measures the JSON body instead (base64 makes binary 4/3 larger);
 	// the entity must fit both ways.
-	if n := bodySize(e); n > store.MaxEntityBytes {
-		return 0, invalid("entity of about %d JSON bytes is over %d", n, store.MaxEntityBytes)
+	if body = bodySize(e); body > store.MaxEntityBytes {
+		return 0, 0, invalid("entity of about %d JSON bytes is over %d", body, store.MaxEntityBytes)
 	}
-	return size, nil
+	return size, body, nil
 }
 
 // Query checks the shape of a query.
@@ -256,6 +263,7 @@ func Batch(ops []store.Op) error {
 	total := 1024 // outer multipart envelope
 	for i, op := range ops {
 		e := op.Entity
+		body := 0
 		if e.PartitionKey != pk {
 			return invalid("batch op %d: PartitionKey %q differs from %q (a batch is one partition)", i, e.PartitionKey, pk)
 		}
@@ -265,7 +273,8 @@ func Batch(ops []store.Op) error {
 				return fmt.Errorf("batch op %d: %w", i, err)
 			}
 		case store.OpInsert, store.OpUpsert, store.OpMerge:
-			if _, err := Entity(e); err != nil {
+			var err error
+			if _, body, err = entity(e); err != nil {
 				return fmt.Errorf("batch op %d: %w", i, err)
 			}
 		default:
@@ -275,7 +284,7 @@ func Batch(ops []store.Op) error {
 			return invalid("batch op %d: row %q appears twice", i, e.RowKey)
 		}
 		seen[e.RowKey] = true
-		total += batchOpOverhead + WireSize(e, op.Kind != store.OpDelete)
+		total += batchOpOverhead + WireSize(e, false) + body // body: 0 for deletes
 	}
 	if total >= store.MaxBatchBytes {
 		return invalid("batch of about %d bytes is not under %d", total, store.MaxBatchBytes)
