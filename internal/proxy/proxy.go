@@ -443,7 +443,7 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 	} else {
 		var rec *usage.Recorder
 		if resp.StatusCode == http.StatusOK {
-			rec = usage.NewRecorder(c.Req.Op.Kind())
+			rec = usage.GetRecorder(c.Req.Op.Kind())
 		}
 		sink = func(b []byte) error {
 			if _, err := w.Write(b); err != nil {
@@ -457,6 +457,8 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 		finish = func() {
 			if rec != nil {
 				res.Usage = rec.Usage()
+				usage.PutRecorder(rec)
+				rec = nil
 			}
 		}
 	}

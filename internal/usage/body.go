@@ -2,6 +2,7 @@ package usage
 
 import (
 	"io"
+	"sync"
 
 	"github.com/tidwall/gjson"
 )
@@ -62,6 +63,32 @@ type Recorder struct {
 
 // Interface guard.
 var _ io.Writer = (*Recorder)(nil)
+
+// recorders are Recorders to reuse (see GetRecorder).
+var recorders = sync.Pool{New: func() any {
+	return &Recorder{maxBody: recorderMaxBody, headBytes: recorderHead, tailBytes: recorderTail}
+}}
+
+// pooledMax is the largest buffer a Recorder may keep when it goes back
+// to the pool, so the pool never pins big bodies.
+const pooledMax = 64 << 10
+
+// GetRecorder returns a reset Recorder from a pool; give it back with
+// [PutRecorder] once its Usage has been read.
+func GetRecorder(kind Kind) *Recorder {
+	r := recorders.Get().(*Recorder)
+	r.Reset(kind)
+	return r
+}
+
+// PutRecorder returns r to the pool, unless it grew large buffers. r must
+// not be used afterwards.
+func PutRecorder(r *Recorder) {
+	if cap(r.buf) > pooledMax || cap(r.tail) > pooledMax {
+		return
+	}
+	recorders.Put(r)
+}
 
 // NewRecorder returns a Recorder for a body of the given kind.
 func NewRecorder(kind Kind) *Recorder {

@@ -287,3 +287,26 @@ func FuzzRecorder(f *testing.F) {
 		}
 	})
 }
+
+// Recorders from the pool start empty: a reused one never reports the
+// previous body's usage.
+func TestRecorderPoolReuse(t *testing.T) {
+	bodies := []struct {
+		body string
+		want int64
+	}{
+		{`{"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}`, 7},
+		{`{"id":"x"}`, 0},
+		{`{"usage":{"prompt_tokens":11,"completion_tokens":1,"total_tokens":12}}`, 11},
+		{`{"id":"y","pad":"` + strings.Repeat("z", pooledMax+1) + `"}`, 0},
+		{`{"id":"z"}`, 0},
+	}
+	for i, b := range bodies {
+		r := GetRecorder(KindChat)
+		_, _ = r.Write([]byte(b.body))
+		if got := r.Usage(); got.PromptTokens != b.want || got.Reported != (b.want > 0) {
+			t.Errorf("body %d: usage %+v, want prompt %d", i, got, b.want)
+		}
+		PutRecorder(r)
+	}
+}
