@@ -131,7 +131,7 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 				"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
 				"reasoning_tokens": float64(res.Usage.ReasoningTokens), "ttfb_ms": float64(res.TTFB.Microseconds()) / 1000}
 			if g.Cost != nil && res.Usage.Reported {
-				meas["cost"] = g.Cost(req.Model, res.Usage)
+				meas["cost"] = g.Cost(req.Model, res.Backend, res.Deployment, res.Usage)
 			}
 			c.Set(ctxMeasurements, meas)
 		}

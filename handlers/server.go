@@ -117,7 +117,7 @@ type Deps struct {
 	// Telemetry records requests (nil = off).
 	Telemetry *telemetry.Client
 	// Cost prices an interactive call's usage for telemetry (nil = none).
-	Cost func(model string, u usage.Usage) float64
+	Cost func(model, backend, deployment string, u usage.Usage) float64
 	// UsageReports serves /admin/usage and its page: admins read every
 	// team's usage, other callers their own team's.
 	UsageReports usageReporter

@@ -237,6 +237,10 @@ type Target struct {
 	// version migration); sent as x-gateway-model-version when
 	// proxy.exposeBackend is on. Default "" (no header).
 	Version string `yaml:"version" json:"version"`
+	// Price of this deployment when it differs from the alias's (a canary
+	// of another model version, a provisioned deployment's effective
+	// rate). Default: the alias's price.
+	Price *Price `yaml:"price" json:"price"`
 }
 
 // Price per million tokens.
@@ -590,6 +594,9 @@ func (c *Config) Validate() error {
 		for i, t := range m.Targets {
 			if !names[t.Backend] {
 				bad("model %q target %d: unknown backend %q", a, i, t.Backend)
+			}
+			if p := t.Price; p != nil && (p.Input < 0 || p.Output < 0 || p.CachedInput < 0) {
+				bad("model %q target %d: prices must not be negative", a, i)
 			}
 			if t.Weight < 0 || t.Priority < 0 {
 				bad("model %q target %d: weight and priority must not be negative", a, i)

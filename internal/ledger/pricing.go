@@ -67,20 +67,50 @@ func NewPricing(prices map[string]Price, batchDiscount float64, c counter) *Pric
 	return &Pricing{prices: prices, discount: batchDiscount, counter: c}
 }
 
-// PricesFromConfig returns the configured price of every alias that has one.
-// A price without cachedInput charges cached tokens at the input price.
+// PricesFromConfig returns the configured price of every alias that has
+// one, and of every target with its own price, keyed by [PriceKey]. A
+// price without cachedInput charges cached tokens at the input price.
 func PricesFromConfig(c config.Config) map[string]Price {
 	out := map[string]Price{}
+	conv := func(cp *config.Price) Price {
+		p := Price{Input: cp.Input, CachedInput: cp.CachedInput, Output: cp.Output, Currency: cp.Currency}
+		if p.CachedInput == 0 {
+			p.CachedInput = p.Input
+		}
+		return p
+	}
 	for alias, m := range c.Models {
 		if m.Price != nil {
-			p := Price{Input: m.Price.Input, CachedInput: m.Price.CachedInput, Output: m.Price.Output, Currency: m.Price.Currency}
-			if p.CachedInput == 0 {
-				p.CachedInput = p.Input
+			out[alias] = conv(m.Price)
+		}
+		for _, t := range m.Targets {
+			if t.Price != nil {
+				d := t.Deployment
+				if d == "" {
+					d = alias
+				}
+				out[PriceKey(alias, t.Backend, d)] = conv(t.Price)
 			}
-			out[alias] = p
 		}
 	}
 	return out
+}
+
+// PriceKey is the prices key of one deployment of an alias; the alias
+// alone is the key of its default price.
+func PriceKey(alias, backend, deployment string) string {
+	return alias + "\x00" + backend + "\x00" + deployment
+}
+
+// price is the price of a call: its deployment's own, else its alias's.
+func (p *Pricing) price(alias, backend, deployment string) (Price, bool) {
+	if backend != "" {
+		if pr, ok := p.prices[PriceKey(alias, backend, deployment)]; ok {
+			return pr, true
+		}
+	}
+	pr, ok := p.prices[alias]
+	return pr, ok
 }
 
 // Call is what the gateway knows about a finished call.
@@ -140,7 +170,7 @@ func (p *Pricing) Event(c Call) Event {
 	default:
 		e.UsageSource = SourceNone
 	}
-	if pr, ok := p.prices[c.Model]; ok {
+	if pr, ok := p.price(c.Model, c.Backend, c.Deployment); ok {
 		d := 0.0
 		if e.Class == ClassBatch {
 			d = p.discount
@@ -151,10 +181,11 @@ func (p *Pricing) Event(c Call) Event {
 	return e
 }
 
-// CostOf is the cost of reported usage u of model in class (the same rule
-// as Event), for telemetry; 0 for a model without a price.
-func (p *Pricing) CostOf(model string, class Class, u usage.Usage) float64 {
-	pr, ok := p.prices[model]
+// CostOf is the cost of reported usage u of model, served by backend's
+// deployment, in class (the same rule as Event), for telemetry; 0 for a
+// model without a price.
+func (p *Pricing) CostOf(model, backend, deployment string, class Class, u usage.Usage) float64 {
+	pr, ok := p.price(model, backend, deployment)
 	if !ok {
 		return 0
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
@@ -88,5 +89,49 @@ func TestEncodeKey(t *testing.T) {
 		if got := EncodeKey(tt.in); got != tt.want {
 			t.Errorf("EncodeKey(%q): got %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// A target with its own price (a canary of another model version) is
+// charged at it; the alias's other targets, and calls that reached no
+// backend, at the alias's price.
+func TestPricePerDeployment(t *testing.T) {
+	c, err := config.Parse([]byte(`
+backends: [{name: b1, url: "http://h1", auth: {none: true}}, {name: b2, url: "http://h2", auth: {none: true}}]
+models:
+  chat:
+    targets:
+      - { backend: b1, deployment: chat-old, weight: 9 }
+      - { backend: b2, weight: 1, price: { input: 2, output: 8, currency: USD } }
+    price: { input: 1, output: 4, currency: USD }
+  canary-only:
+    targets: [ { backend: b1, deployment: x, price: { input: 3, output: 3, currency: EUR } } ]
+`), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPricing(PricesFromConfig(c), 0, nil)
+	u := usage.Usage{PromptTokens: 1_000_000, CompletionTokens: 1_000_000, Reported: true}
+	tests := []struct {
+		name, model, backend, deployment string
+		want                             float64
+		currency                         string
+	}{
+		{"alias price", "chat", "b1", "chat-old", 5, "USD"},
+		{"target price (deployment defaults to the alias)", "chat", "b2", "chat", 10, "USD"},
+		{"no backend reached", "chat", "", "", 5, "USD"},
+		{"only a target price", "canary-only", "b1", "x", 6, "EUR"},
+		{"unpriced", "canary-only", "b2", "x", 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := p.Event(Call{Model: tt.model, Backend: tt.backend, Deployment: tt.deployment, Usage: u, Status: 200})
+			if e.Cost != tt.want || e.Currency != tt.currency {
+				t.Errorf("event cost %v %s, want %v %s", e.Cost, e.Currency, tt.want, tt.currency)
+			}
+			if got := p.CostOf(tt.model, tt.backend, tt.deployment, ClassInteractive, u); got != tt.want {
+				t.Errorf("CostOf %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
