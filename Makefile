@@ -31,7 +31,8 @@ run: build ## start the simulator and the gateway on localhost, print a dev key
 	@set -e; \
 	./$(BIN) sim --listen $(SIM_ADDR) & SIM=$$!; \
 	trap 'kill $$SIM 2>/dev/null' EXIT INT TERM; \
-	if [ ! -s data/dev-key ]; then \
+	DEV=$$( [ -s data/dev-key ] && ./$(BIN) keys get --config $(LOCAL_CONFIG) --json "$$(cut -d. -f1 data/dev-key)" 2>/dev/null || true); \
+	if ! echo "$$DEV" | grep -q '"status":"active"' || ! echo "$$DEV" | grep -q '"admin":true'; then \
 	  ./$(BIN) keys create --config $(LOCAL_CONFIG) --team dev --app local --admin --secret-only > data/dev-key; \
 	fi; \
 	KEY=$$(cat data/dev-key); \
