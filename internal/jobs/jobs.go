@@ -501,7 +501,7 @@ func (d *Drainer) execute(ctx context.Context, m *queue.Message, j *Job, model *
 	start := time.Now()
 	// The caller's data-residency regions hold for its queued jobs too.
 	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: m.Body, RawQuery: m.Properties["query"], RequestID: m.ID, Trace: tr,
-		Caller: m.Properties["key"], Regions: splitList(m.Properties["regions"])})
+		Caller: m.Properties["key"], Regions: strings.FieldsFunc(m.Properties["regions"], func(r rune) bool { return r == ',' })})
 	if d.Telemetry != nil {
 		d.Telemetry.TrackRequest(telemetry.Request{Trace: tr, Name: "RUN " + string(op), URL: "/" + string(op), Start: start,
 			Duration: time.Since(start), Status: res.Status,
@@ -607,15 +607,4 @@ func (d *Drainer) callback(ctx context.Context, j *Job) {
 		}
 	}
 	_, _, _ = d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool { j.CallbackState = state; return true })
-}
-
-// splitList parses a comma-separated list ("" is none).
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }
