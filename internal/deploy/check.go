@@ -20,8 +20,22 @@ import (
 // maxEntrySize bounds how much of one zip entry Check reads.
 const maxEntrySize = 512 << 20
 
-// functionName is what the Functions host accepts as a function (folder) name.
-var functionName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,127}$`)
+// functionName is the host's function name rule. Azure/azure-functions-host
+// src/WebJobs.Script/Utility.cs, IsValidFunctionName:
+//
+//	new Regex(@"^[a-z][a-z0-9_\-]{0,127}$(?<!^host$)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)
+//
+// Go's regexp has no look-behind, so the (?<!^host$) part ("host" is not a
+// function name, in any case) is [ValidFunctionName]'s second condition.
+var functionName = regexp.MustCompile(`(?i)^[a-z][a-z0-9_\-]{0,127}$`)
+
+// ValidFunctionName reports whether the Functions host accepts name as a
+// function (folder) name; HostFunctionMetadataProvider.ReadFunctionMetadata
+// calls Utility.ValidateName on every folder holding a function.json and
+// skips the function, with an error, when it fails.
+func ValidFunctionName(name string) bool {
+	return functionName.MatchString(name) && !strings.EqualFold(name, "host")
+}
 
 type zipEntry struct {
 	data []byte
@@ -32,9 +46,18 @@ type zipEntry struct {
 // Check validates the deployment package at zipPath and reports every
 // problem at once:
 //
-//   - layout: exactly host.json, handler, gateway.yaml and at least one
-//     functions/<name>/function.json, with safe relative paths and nothing
-//     else (local.settings.json in particular);
+//   - layout, by the host's indexing rules: exactly host.json, handler,
+//     gateway.yaml and at least one <name>/function.json directly under the
+//     zip root (the app root), with safe relative paths and nothing else
+//     (local.settings.json in particular). The host enumerates only the
+//     folders directly under the app root and reads function.json inside
+//     each (Azure/azure-functions-host src/WebJobs.Script/Host/
+//     HostFunctionMetadataProvider.cs, ReadFunctionsMetadata and
+//     ReadFunctionMetadata); a function.json deeper down is never read, so a
+//     nested layout such as functions/<name>/function.json registers zero
+//     functions and is an error. Each folder name must pass
+//     [ValidFunctionName] and each function.json declare at least one
+//     binding ("At least one binding must be declared.", ParseFunctionMetadata);
 //   - handler: recorded with a Unix mode that has the execute bits, and a
 //     static linux/amd64 ELF executable;
 //   - host.json: version 2.0, customHandler.description.defaultExecutablePath
@@ -72,7 +95,7 @@ func Check(zipPath string) error {
 		errs = append(errs, ferrs...)
 	}
 	if hasFunctions(files) && httpFunctions == 0 {
-		errs = append(errs, errors.New("no HTTP-triggered function: the gateway needs one (functions/gateway/function.json, httpTrigger + http output)"))
+		errs = append(errs, errors.New("no HTTP-triggered function: the gateway needs one (gateway/function.json, httpTrigger + http output)"))
 	}
 	if h, ok := files[HostFile]; ok {
 		errs = append(errs, checkHost(h.data, bindingTypes)...)
@@ -153,9 +176,29 @@ func safePath(name string) bool {
 	return true
 }
 
+// isFunctionFile reports whether name is <folder>/function.json directly
+// under the root: the only place the host reads a function.json.
 func isFunctionFile(name string) bool {
 	parts := strings.Split(name, "/")
-	return len(parts) == 3 && parts[0] == FunctionsDir && parts[2] == FunctionFile
+	return len(parts) == 2 && parts[1] == FunctionFile
+}
+
+// isNestedFunctionFile reports a function.json deeper than one folder: the
+// host never reads it.
+func isNestedFunctionFile(name string) bool {
+	parts := strings.Split(name, "/")
+	return len(parts) > 2 && parts[len(parts)-1] == FunctionFile
+}
+
+// functionFolders are the top-level folders that hold a function.json.
+func functionFolders(files map[string]zipEntry) map[string]bool {
+	dirs := map[string]bool{}
+	for name := range files {
+		if isFunctionFile(name) {
+			dirs[strings.Split(name, "/")[0]] = true
+		}
+	}
+	return dirs
 }
 
 func hasFunctions(files map[string]zipEntry) bool {
@@ -175,21 +218,25 @@ func checkLayout(files map[string]zipEntry) []error {
 		}
 	}
 	if !hasFunctions(files) {
-		errs = append(errs, fmt.Errorf("no %s/*/%s: the package has no functions", FunctionsDir, FunctionFile))
+		errs = append(errs, fmt.Errorf("no <name>/%s at the zip root: the Functions host would index zero functions", FunctionFile))
 	}
+	fnDirs := functionFolders(files)
 	for _, name := range sortedKeys(files) {
+		top := strings.Split(name, "/")[0]
 		switch {
 		case name == HostFile || name == HandlerFile || name == ConfigFile:
 		case isFunctionFile(name):
-			if fn := strings.Split(name, "/")[1]; !functionName.MatchString(fn) {
-				errs = append(errs, fmt.Errorf("%s: %q is not a valid function name", name, fn))
+			if !ValidFunctionName(top) {
+				errs = append(errs, fmt.Errorf("%s: %q is not a valid function name for the host (Utility.IsValidFunctionName: a letter, then up to 127 letters, digits, _ or -, and not \"host\")", name, top))
 			}
+		case isNestedFunctionFile(name):
+			errs = append(errs, fmt.Errorf("%s: nested function folder; the Functions host reads function.json only in the folders directly under the app root, so this function would not be registered (want %s/%s)", name, path.Base(path.Dir(name)), FunctionFile))
 		case path.Base(name) == "local.settings.json":
 			errs = append(errs, fmt.Errorf("%s: local.settings.json is for Core Tools only and may hold secrets; it must not be shipped", name))
-		case strings.HasPrefix(name, FunctionsDir+"/"):
+		case fnDirs[top]:
 			errs = append(errs, fmt.Errorf("%s: unexpected file; a function folder holds only %s", name, FunctionFile))
 		default:
-			errs = append(errs, fmt.Errorf("%s: unexpected file; a package holds only %s, %s, %s and %s/*/%s", name, HostFile, HandlerFile, ConfigFile, FunctionsDir, FunctionFile))
+			errs = append(errs, fmt.Errorf("%s: unexpected file; a package holds only %s, %s, %s and <name>/%s", name, HostFile, HandlerFile, ConfigFile, FunctionFile))
 		}
 	}
 	return errs

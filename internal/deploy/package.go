@@ -22,7 +22,10 @@ const (
 	// ConfigFile is the gateway config, found by `handler serve` through
 	// GATEWAY_CONFIG (default gateway.yaml under FUNCTIONS_APP_ROOT_PATH).
 	ConfigFile = "gateway.yaml"
-	// FunctionsDir holds one folder per function, each with a function.json.
+	// FunctionsDir is where the repository keeps one folder per function,
+	// each with a function.json. It is the source only: in the package each
+	// folder sits at the zip root (<name>/function.json), because the host
+	// indexes only the folders directly under the app root.
 	FunctionsDir = "functions"
 	// FunctionFile is the binding file inside each function folder.
 	FunctionFile = "function.json"
@@ -51,7 +54,8 @@ type entry struct {
 }
 
 // Package writes the deployment zip described by opts: host.json, every
-// functions/*/function.json, the binary as `handler` with mode 0755 and the
+// functions/<name>/function.json of the repository as <name>/function.json
+// at the zip root, the binary as `handler` with mode 0755 and the
 // config as gateway.yaml. Entries are sorted by name and carry a fixed
 // timestamp, so the output is byte-for-byte reproducible. The zip is written
 // to a temporary file and renamed into place. Package does not validate the
@@ -119,7 +123,7 @@ func collect(opts Options) ([]entry, error) {
 			errs = append(errs, fmt.Errorf("deploy: function folder %s has no %s: %w", d.Name(), FunctionFile, err))
 			continue
 		}
-		entries = append(entries, entry{name: path.Join(FunctionsDir, d.Name(), FunctionFile), src: src, mode: 0o644})
+		entries = append(entries, entry{name: path.Join(d.Name(), FunctionFile), src: src, mode: 0o644})
 	}
 	for _, e := range entries {
 		fi, err := os.Stat(e.src)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/foundry-gateway/gateway/internal/config"
 )
@@ -23,7 +24,7 @@ func TestPackageLayout(t *testing.T) {
 	}
 
 	// Expected entries, from the repository itself: host.json, every
-	// functions/*/function.json, the handler and the config.
+	// function.json, the handler and the config.
 	want := map[string]string{ // zip name -> source file
 		HostFile:    filepath.Join(opts.Root, HostFile),
 		HandlerFile: opts.Binary,
@@ -33,12 +34,15 @@ func TestPackageLayout(t *testing.T) {
 	if err != nil || len(fns) == 0 {
 		t.Fatalf("no function.json in the repo (%v)", err)
 	}
+	// The repo keeps functions/<name>/function.json; the zip has
+	// <name>/function.json at its root, where the host looks.
 	for _, f := range fns {
-		rel, err := filepath.Rel(opts.Root, f)
-		if err != nil {
-			t.Fatal(err)
+		want[filepath.Base(filepath.Dir(f))+"/"+FunctionFile] = f
+	}
+	for _, fn := range []string{"gateway", "drain", "rollup"} {
+		if _, ok := want[fn+"/"+FunctionFile]; !ok {
+			t.Errorf("no %s/%s at the zip root", fn, FunctionFile)
 		}
-		want[filepath.ToSlash(rel)] = f
 	}
 	var wantNames []string
 	for n := range want {
@@ -146,8 +150,8 @@ func TestCheckRejects(t *testing.T) {
 	}
 	good := readZip(t, opts.Out)
 
-	const gatewayFn = "functions/gateway/function.json"
-	const drainFn = "functions/drain/function.json"
+	const gatewayFn = "gateway/function.json"
+	const drainFn = "drain/function.json"
 	replace := func(name, content string) func(*testing.T, []zipFile) []zipFile {
 		return func(t *testing.T, fs []zipFile) []zipFile {
 			for i := range fs {
@@ -182,6 +186,24 @@ func TestCheckRejects(t *testing.T) {
 			return out
 		}
 	}
+	rename := func(from, to string) func(*testing.T, []zipFile) []zipFile {
+		return func(t *testing.T, fs []zipFile) []zipFile {
+			for i := range fs {
+				if fs[i].name == from {
+					fs[i].name = to
+				}
+			}
+			return fs
+		}
+	}
+	nest := func(t *testing.T, fs []zipFile) []zipFile {
+		for i := range fs {
+			if isFunctionFile(fs[i].name) {
+				fs[i].name = FunctionsDir + "/" + fs[i].name
+			}
+		}
+		return fs
+	}
 	add := func(name, content string) func(*testing.T, []zipFile) []zipFile {
 		return func(t *testing.T, fs []zipFile) []zipFile {
 			return append(fs, zipFile{name: name, mode: 0o644, unix: true, data: []byte(content)})
@@ -213,7 +235,18 @@ func TestCheckRejects(t *testing.T) {
 		mutate func(*testing.T, []zipFile) []zipFile
 		want   string
 	}{
-		{"missing every function.json", drop(func(n string) bool { return strings.HasSuffix(n, FunctionFile) }), "no functions/*/function.json"},
+		{"missing every function.json", drop(func(n string) bool { return strings.HasSuffix(n, FunctionFile) }), "would index zero functions"},
+		{"nested layout (functions/<name>/function.json)", nest, "would index zero functions"},
+		{"nested layout names the folder", nest, "functions/gateway/function.json: nested function folder"},
+		{"one function nested", rename(drainFn, "fns/"+drainFn), "fns/drain/function.json: nested function folder"},
+		{"function named host", rename(drainFn, "host/function.json"), `"host" is not a valid function name`},
+		{"function named HOST", rename(drainFn, "HOST/function.json"), `"HOST" is not a valid function name`},
+		{"function name starting with a digit", rename(drainFn, "1drain/function.json"), `"1drain" is not a valid function name`},
+		{"function name with a dot", rename(drainFn, "drain.v2/function.json"), `"drain.v2" is not a valid function name`},
+		{"function name of 129 characters", rename(drainFn, "d"+strings.Repeat("x", 128)+"/function.json"), "is not a valid function name"},
+		{"function.json without bindings", replace(drainFn, `{"bindings": []}`), "no bindings"},
+		{"function.json without a bindings key", replace(drainFn, `{}`), "no bindings"},
+		{"missing handler", drop(func(n string) bool { return n == HandlerFile }), "handler: missing"},
 		{"missing the HTTP function.json", drop(func(n string) bool { return n == gatewayFn }), "no HTTP-triggered function"},
 		{"missing host.json", drop(func(n string) bool { return n == HostFile }), "host.json: missing"},
 		{"missing gateway.yaml", drop(func(n string) bool { return n == ConfigFile }), "gateway.yaml: missing"},
@@ -248,7 +281,8 @@ func TestCheckRejects(t *testing.T) {
 		{"local.settings.json shipped", add("local.settings.json", `{"IsEncrypted": false}`), "local.settings.json is for Core Tools only"},
 		{"unexpected file", add("README.md", "hi"), "README.md: unexpected file"},
 		{"unsafe path", add("../evil", "x"), "unsafe path"},
-		{"extra file in a function folder", add("functions/gateway/index.js", "x"), "a function folder holds only function.json"},
+		{"extra file in a function folder", add("gateway/index.js", "x"), "a function folder holds only function.json"},
+		{"folder without function.json", add("functions/README.md", "x"), "functions/README.md: unexpected file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -335,5 +369,69 @@ func TestScanSecrets(t *testing.T) {
 				t.Fatalf("got %v, want %q", errs, tt.want)
 			}
 		})
+	}
+}
+
+// TestValidFunctionName follows the host's Utility.IsValidFunctionName
+// regex, ^[a-z][a-z0-9_\-]{0,127}$(?<!^host$) with IgnoreCase.
+func TestValidFunctionName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"gateway", true},
+		{"Drain", true},
+		{"r", true},
+		{"roll_up-2", true},
+		{"a" + strings.Repeat("b", 127), true},
+		{"a" + strings.Repeat("b", 128), false},
+		{"", false},
+		{"host", false},
+		{"Host", false},
+		{"hosts", true},
+		{"myhost", true},
+		{"_drain", false},
+		{"-drain", false},
+		{"9drain", false},
+		{"drain.v2", false},
+		{"drain v2", false},
+		{"drain/x", false},
+		{"dräin", false},
+	}
+	for _, tt := range tests {
+		if got := ValidFunctionName(tt.name); got != tt.ok {
+			t.Errorf("ValidFunctionName(%q) = %v, want %v", tt.name, got, tt.ok)
+		}
+	}
+}
+
+func TestScheduleNext(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		sched, after, want string
+	}{
+		{"*/10 * * * * *", "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z"},
+		{"*/10 * * * * *", "2026-01-01T00:00:07.5Z", "2026-01-01T00:00:10Z"},
+		{"0 */5 * * * *", "2026-01-01T00:04:59Z", "2026-01-01T00:05:00Z"},
+		{"0 */5 * * * *", "2026-01-01T00:05:00Z", "2026-01-01T00:10:00Z"},
+		{"30 0 9 * * MON-FRI", "2026-01-02T10:00:00Z", "2026-01-05T09:00:30Z"}, // Friday after 9 -> Monday
+		{"0 0 0 1 JAN *", "2026-06-01T00:00:00Z", "2027-01-01T00:00:00Z"},
+		{"5/20 * * * * *", "2026-01-01T00:00:06Z", "2026-01-01T00:00:25Z"},
+		{"0 0 0 31 2 *", "2026-01-01T00:00:00Z", "0001-01-01T00:00:00Z"},
+	}
+	for _, tt := range tests {
+		s, err := ParseNCRONTAB(tt.sched)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.sched, err)
+		}
+		if got := s.Next(at(tt.after)); !got.Equal(at(tt.want)) {
+			t.Errorf("%q after %s: %s, want %s", tt.sched, tt.after, got.Format(time.RFC3339), tt.want)
+		}
 	}
 }
