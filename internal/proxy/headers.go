@@ -69,11 +69,23 @@ func outboundHeader(in http.Header) http.Header {
 	return out
 }
 
-// copyResponseHeader copies a backend's response headers to the client.
+// BackendRequestIDHeader carries the backend's x-request-id to the client:
+// x-request-id itself is always the gateway's own id, the one in its logs,
+// the UsageEvents row key and telemetry. Azure OpenAI's apim-request-id is
+// passed through unchanged.
+const BackendRequestIDHeader = "X-Gateway-Backend-Request-Id"
+
+// copyResponseHeader copies a backend's response headers to the client. The
+// backend's X-Request-Id is renamed to [BackendRequestIDHeader] so that it
+// never replaces the gateway's.
 func copyResponseHeader(dst, src http.Header, dropLength bool) {
 	conn := connectionTokens(src)
 	for k, v := range src {
 		if hopHeaders[k] || conn[k] || (dropLength && k == "Content-Length") {
+			continue
+		}
+		if k == "X-Request-Id" {
+			dst[BackendRequestIDHeader] = v
 			continue
 		}
 		if _, ours := dst[k]; ours && strings.HasPrefix(k, "X-Ratelimit-") {

@@ -203,3 +203,49 @@ func BenchmarkForward(b *testing.B) {
 		p.Forward(rec, httptest.NewRequest(http.MethodPost, "/", nil), m, c)
 	}
 }
+
+// TestGatewayRequestIDWins: the client's x-request-id is the gateway's, set
+// before forwarding; the backend's ids stay visible as apim-request-id and
+// x-gateway-backend-request-id, on success and error answers, streamed or not.
+func TestGatewayRequestIDWins(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		status int
+		ct     string
+		stream bool
+	}{
+		{"json 200", 200, "application/json", false},
+		{"json 429", 429, "application/json", false},
+		{"stream", 200, "text/event-stream", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.ct)
+				w.Header().Set("X-Request-Id", "backend-rid")
+				w.Header().Set("Apim-Request-Id", "apim-rid")
+				w.WriteHeader(tt.status)
+				if tt.stream {
+					io.WriteString(w, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n")
+					return
+				}
+				io.WriteString(w, okBody)
+			}))
+			defer srv.Close()
+			p := New(NewTransport(), slog.New(slog.DiscardHandler), Options{MaxAttempts: 1})
+			rec := httptest.NewRecorder()
+			rec.Header().Set("X-Request-Id", "gateway-rid") // as the request-id middleware does
+			c := Call{Req: openai.Request{Op: openai.OpChat, Model: "m", Stream: tt.stream}, Body: []byte(`{"model":"m","messages":[]}`), RequestID: "gateway-rid"}
+			p.Forward(rec, httptest.NewRequest(http.MethodPost, "/openai/v1/chat/completions", nil), model(srv.URL), c)
+			h := rec.Result().Header
+			if got := h.Values("X-Request-Id"); len(got) != 1 || got[0] != "gateway-rid" {
+				t.Errorf("x-request-id %v, want only the gateway's", got)
+			}
+			if got := h.Get(BackendRequestIDHeader); got != "backend-rid" {
+				t.Errorf("%s %q, want the backend's x-request-id", BackendRequestIDHeader, got)
+			}
+			if got := h.Get("Apim-Request-Id"); got != "apim-rid" {
+				t.Errorf("apim-request-id %q, want it passed through", got)
+			}
+		})
+	}
+}
