@@ -11,7 +11,7 @@ GATEWAY_ADDR := 127.0.0.1:8080
 SIM_ADDR  := 127.0.0.1:8081
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit bench tools package deploy lint clean screenshot
+.PHONY: help build run test test-unit bench tools package funcapp deploy lint clean screenshot
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,17 @@ DEPLOYMENT ?= foundry-gateway
 package: ## build build/gateway.zip for Azure Functions (linux/amd64, static) and check it
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o build/linux/handler .
 	$(GO) run . package --out build/gateway.zip --binary build/linux/handler --gateway-config infra/config/azure.yaml
+
+FUNCAPP := build/funcapp
+
+funcapp: ## lay out build/funcapp for Core Tools: then `cd build/funcapp && func start` (README)
+	mkdir -p $(FUNCAPP)/infra/config
+	CGO_ENABLED=0 $(GO) build -o $(FUNCAPP)/handler .
+	cp host.json $(FUNCAPP)/host.json
+	@set -e; for d in functions/*/; do n=$$(basename $$d); mkdir -p $(FUNCAPP)/$$n; cp $$d/function.json $(FUNCAPP)/$$n/function.json; done
+	cp infra/config/functions-local.yaml $(FUNCAPP)/infra/config/functions-local.yaml
+	@if [ -f local.settings.json ]; then cp local.settings.json $(FUNCAPP)/; else cp local.settings.sample.json $(FUNCAPP)/local.settings.json; fi
+	@echo "$(FUNCAPP) ready: start Azurite (npx azurite-table) and the simulator (bin/handler sim), then: cd $(FUNCAPP) && func start"
 
 deploy: package ## deploy infra/main.bicep and build/gateway.zip (RESOURCE_GROUP=..., PARAMS=...; see README)
 	@test -n "$(RESOURCE_GROUP)" || (echo "set RESOURCE_GROUP (and PARAMS=infra/main.parameters.json)"; exit 2)
