@@ -45,11 +45,11 @@ type Options struct {
 	Output io.Writer
 	// HostVersion is reported to the handler. Default DefaultHostVersion.
 	HostVersion string
-	// ClockOffset shifts the emulator's clock for timer schedules: the
-	// timers fire when now+ClockOffset reaches a scheduled instant. A test
-	// sets it to start just before a rare instant (every 5 minutes) instead
-	// of waiting for it. Zero: real time.
-	ClockOffset time.Duration
+	// ClockStart, when set, is what the emulator's clock reads when the
+	// timers start; it then advances in real time. Timers fire when that
+	// clock reaches a scheduled instant, so a test starts just before a rare
+	// instant (every 5 minutes) instead of waiting for it. Zero: real time.
+	ClockStart time.Time
 	// StartTimeout bounds the readiness polling. Default 30 s, the host's
 	// WorkerConstants.WorkerInitTimeoutSeconds.
 	StartTimeout time.Duration
@@ -112,6 +112,7 @@ type Host struct {
 	proxy   *httputil.ReverseProxy
 	client  *http.Client
 	stop    context.CancelFunc
+	offset  time.Duration // emulator clock minus real time
 	timers  sync.WaitGroup
 	mu      sync.Mutex
 	invokes []Invocation
@@ -153,7 +154,10 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 	if opts.Output == nil {
 		opts.Output = io.Discard
 	}
-	if err := Unzip(opts.Zip, opts.Dir); err != nil {
+	// The small files first: when the package indexes to zero functions
+	// there is no need to unpack the binary (the outcome is the same).
+	const small = 1 << 20
+	if err := unzip(opts.Zip, opts.Dir, func(f *zip.File) bool { return f.UncompressedSize64 < small }); err != nil {
 		return nil, err
 	}
 	h := &Host{Root: opts.Dir, opts: opts, exited: make(chan struct{}),
@@ -177,6 +181,9 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 	if len(h.Functions) == 0 {
 		return nil, fmt.Errorf("hostemu: the host indexed zero functions in %s (errors: %v); a function is a folder directly under the app root holding function.json", opts.Dir, h.FunctionErrors)
 	}
+	if err := unzip(opts.Zip, opts.Dir, func(f *zip.File) bool { return f.UncompressedSize64 >= small }); err != nil {
+		return nil, err
+	}
 	if err := h.startHandler(); err != nil {
 		return nil, err
 	}
@@ -187,6 +194,9 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 	if err := h.startFront(); err != nil {
 		h.kill()
 		return nil, err
+	}
+	if !opts.ClockStart.IsZero() {
+		h.offset = opts.ClockStart.Sub(time.Now())
 	}
 	tctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
@@ -202,12 +212,19 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 // Unzip extracts the package at zipPath into dir with the Unix mode bits
 // it records (the execute bit of the handler in particular).
 func Unzip(zipPath, dir string) error {
+	return unzip(zipPath, dir, func(*zip.File) bool { return true })
+}
+
+func unzip(zipPath, dir string, want func(*zip.File) bool) error {
 	r, err := zip.OpenReader(zipPath)
 	if err != nil {
 		return fmt.Errorf("hostemu: %w", err)
 	}
 	defer r.Close()
 	for _, f := range r.File {
+		if !want(f) {
+			continue
+		}
 		name := filepath.FromSlash(f.Name)
 		if !filepath.IsLocal(name) {
 			return fmt.Errorf("hostemu: unsafe path %q in the package", f.Name)
@@ -615,7 +632,7 @@ func (h *Host) runTimer(ctx context.Context, f Function) {
 	}
 }
 
-func (h *Host) now() time.Time { return time.Now().UTC().Add(h.opts.ClockOffset) }
+func (h *Host) now() time.Time { return time.Now().UTC().Add(h.offset) }
 
 // timerInfo is the TimerInfo object the host puts in Data.<binding>.
 type timerInfo struct {
