@@ -71,7 +71,7 @@ funcapp: ## lay out build/funcapp for Core Tools: then `cd build/funcapp && func
 	@set -e; for d in functions/*/; do n=$$(basename $$d); mkdir -p $(FUNCAPP)/$$n; cp $$d/function.json $(FUNCAPP)/$$n/function.json; done
 	cp infra/config/functions-local.yaml $(FUNCAPP)/infra/config/functions-local.yaml
 	@if [ -f local.settings.json ]; then cp local.settings.json $(FUNCAPP)/; else cp local.settings.sample.json $(FUNCAPP)/local.settings.json; fi
-	@echo "$(FUNCAPP) ready: start Azurite (npx azurite-table) and the simulator (bin/handler sim), then: cd $(FUNCAPP) && func start"
+	@echo "$(FUNCAPP) ready: start Azurite ($(AZURITE) --location data/azurite) and the simulator (bin/handler sim --listen $(SIM_ADDR)), then: cd $(FUNCAPP) && func start"
 
 deploy: package ## deploy infra/main.bicep and build/gateway.zip (RESOURCE_GROUP=..., PARAMS=...; see README)
 	@test -n "$(RESOURCE_GROUP)" || (echo "set RESOURCE_GROUP (and PARAMS=infra/main.parameters.json)"; exit 2)
