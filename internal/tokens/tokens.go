@@ -4,8 +4,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/pkoukk/tiktoken-go"
-	tiktokenloader "github.com/pkoukk/tiktoken-go-loader"
 	"github.com/tidwall/gjson"
 
 	"github.com/foundry-gateway/gateway/internal/openai"
@@ -29,19 +27,13 @@ const (
 	perImage = 85
 )
 
-// MaxExactBytes bounds the text tokenized exactly per request (about
-// 0.4 ms of CPU). The rest is counted with the tokens-per-byte ratio of
-// what was tokenized: the tiktoken-go pre-tokenizer (regexp2) runs at about
-// 5 MB/s, and settlement corrects the estimate anyway.
+// MaxExactBytes bounds the text tokenized exactly per request. The rest is
+// counted with the tokens-per-byte ratio of what was tokenized, and
+// settlement corrects the estimate anyway.
 const MaxExactBytes = 2 << 10
 
-// loaderOnce guards tiktoken.SetBpeLoader, which sets a package variable of
-// tiktoken-go: the library offers no other way to choose the loader.
-var loaderOnce sync.Once
-
 // Counter counts tokens. The zero value is not usable; use New. It is safe
-// for concurrent use; each encoding is loaded on first use (about 0.2-0.5 s
-// and 20-40 MB for o200k_base), so callers may call Warm at start-up.
+// for concurrent use; each encoding is loaded on first use (see Warm).
 type Counter struct {
 	mu   sync.Mutex
 	encs map[string]*encoding
@@ -49,12 +41,11 @@ type Counter struct {
 
 type encoding struct {
 	once sync.Once
-	tk   *tiktoken.Tiktoken // nil when loading failed: bytes/4 is used
+	tk   *table // nil when loading failed: bytes/4 is used
 }
 
 // New returns a Counter with nothing loaded yet.
 func New() *Counter {
-	loaderOnce.Do(func() { tiktoken.SetBpeLoader(tiktokenloader.NewOfflineLoader()) })
 	return &Counter{encs: map[string]*encoding{}}
 }
 
@@ -72,13 +63,14 @@ func EncodingFor(model string) string {
 	return CL100K
 }
 
-// Warm loads the encodings now rather than on the first request.
+// Warm loads the encodings now rather than on the first request (about
+// 0.1 s each).
 func (c *Counter) Warm() {
 	c.enc(CL100K)
 	c.enc(O200K)
 }
 
-func (c *Counter) enc(name string) *tiktoken.Tiktoken {
+func (c *Counter) enc(name string) *table {
 	c.mu.Lock()
 	e := c.encs[name]
 	if e == nil {
@@ -88,7 +80,7 @@ func (c *Counter) enc(name string) *tiktoken.Tiktoken {
 	c.mu.Unlock()
 	e.once.Do(func() {
 		defer func() { _ = recover() }() // never fail: a broken table means bytes/4
-		tk, err := tiktoken.GetEncoding(name)
+		tk, err := loadTable(name)
 		if err == nil {
 			e.tk = tk
 		}
@@ -104,10 +96,10 @@ func (c *Counter) Text(model, s string) int64 {
 }
 
 // budget tokenizes exactly until left bytes were spent, then extrapolates
-// with the tokens-per-byte ratio seen so far: the BPE pre-tokenizer
-// (regexp2) runs at about 5 MB/s, so this bounds the CPU per request.
+// with the tokens-per-byte ratio seen so far, so this bounds the CPU per
+// request.
 type budget struct {
-	tk          *tiktoken.Tiktoken
+	tk          *table
 	left        int
 	toks, bytes int64 // counted exactly so far
 }
@@ -129,7 +121,7 @@ func (b *budget) text(s string) (n int64) {
 		cut--
 	}
 	if cut > 0 {
-		k := int64(len(b.tk.EncodeOrdinary(s[:cut])))
+		k := int64(b.tk.count(validUTF8(s[:cut])))
 		b.left -= cut
 		b.toks += k
 		b.bytes += int64(cut)

@@ -1,0 +1,190 @@
+package tokens
+
+import (
+	"bufio"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strconv"
+
+	"github.com/pkoukk/tiktoken-go-loader/assets"
+)
+
+// table is a compact BPE rank table: the bytes of every token, in rank
+// order, in one blob, and an open-addressing hash from token bytes to rank.
+// o200k_base (200k tokens) takes about 5 MB, against tens of MB for a
+// map[string]int.
+type table struct {
+	blob  string   // the tokens' bytes, concatenated in rank order
+	off   []uint32 // token r is blob[off[r]:off[r+1]]
+	slots []uint32 // rank+1 of the token hashed there; 0 is empty
+	mask  uint64
+	seed  maphash.Seed
+	split func(s string, i int) int // the pre-tokenizer
+}
+
+// loadTable parses the .tiktoken file of an encoding that
+// github.com/pkoukk/tiktoken-go-loader embeds: one "base64 rank" per line,
+// ranks 0..n-1 in order.
+func loadTable(name string) (*table, error) {
+	t := &table{seed: maphash.MakeSeed()}
+	switch name {
+	case CL100K:
+		t.split = nextCL100K
+	case O200K:
+		t.split = nextO200K
+	default:
+		return nil, fmt.Errorf("tokens: unknown encoding %q", name)
+	}
+	f, err := assets.Assets.Open(name + ".tiktoken")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var blob []byte
+	off := []uint32{0}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		sp := -1
+		for i, c := range line {
+			if c == ' ' {
+				sp = i
+				break
+			}
+		}
+		if sp < 0 {
+			return nil, fmt.Errorf("tokens: %s: bad line %q", name, line)
+		}
+		rank, err := strconv.Atoi(string(line[sp+1:]))
+		if err != nil || rank != len(off)-1 {
+			return nil, fmt.Errorf("tokens: %s: rank %q out of order", name, line[sp+1:])
+		}
+		blob, err = base64.StdEncoding.AppendDecode(blob, line[:sp])
+		if err != nil {
+			return nil, fmt.Errorf("tokens: %s: %w", name, err)
+		}
+		if len(blob) > math.MaxUint32 {
+			return nil, errors.New("tokens: table too large")
+		}
+		off = append(off, uint32(len(blob)))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	n := len(off) - 1
+	if n == 0 {
+		return nil, fmt.Errorf("tokens: %s: empty table", name)
+	}
+	t.blob = string(blob) // one copy at the exact size; blob's slack is garbage
+	t.off = append([]uint32(nil), off...)
+	size := 1
+	for size < 2*n {
+		size <<= 1
+	}
+	t.slots = make([]uint32, size)
+	t.mask = uint64(size - 1)
+	for r := range n {
+		tok := t.token(uint32(r))
+		for i := maphash.String(t.seed, tok) & t.mask; ; i = (i + 1) & t.mask {
+			if t.slots[i] == 0 {
+				t.slots[i] = uint32(r) + 1
+				break
+			}
+			if t.token(t.slots[i]-1) == tok {
+				return nil, fmt.Errorf("tokens: %s: duplicate token %q", name, tok)
+			}
+		}
+	}
+	return t, nil
+}
+
+func (t *table) token(r uint32) string { return t.blob[t.off[r]:t.off[r+1]] }
+
+// rank returns the rank of the token s, if s is one.
+func (t *table) rank(s string) (uint32, bool) {
+	for i := maphash.String(t.seed, s) & t.mask; ; i = (i + 1) & t.mask {
+		v := t.slots[i]
+		if v == 0 {
+			return 0, false
+		}
+		if t.token(v-1) == s {
+			return v - 1, true
+		}
+	}
+}
+
+// count returns the number of tokens of s (valid UTF-8) without special
+// tokens: tiktoken's encode_ordinary, counted.
+func (t *table) count(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		e := t.split(s, i)
+		n += t.pieceCount(s[i:e])
+		i = e
+	}
+	return n
+}
+
+// noRank marks a pair that is not a token.
+const noRank = math.MaxUint32
+
+// pieceCount returns the number of tokens of one pre-token: 1 when the
+// whole piece is a token (the common case), else the result of tiktoken's
+// byte-pair merge: repeatedly merge the adjacent pair of lowest rank
+// (leftmost on a tie) while any adjacent pair is a token.
+func (t *table) pieceCount(p string) int {
+	if len(p) <= 1 {
+		return len(p)
+	}
+	if _, ok := t.rank(p); ok {
+		return 1
+	}
+	type part struct{ start, rank uint32 }
+	var buf [64]part
+	var parts []part
+	if len(p)+1 <= len(buf) {
+		parts = buf[:len(p)+1]
+	} else {
+		parts = make([]part, len(p)+1)
+	}
+	// rankAt is the rank of the bytes from parts[i] to parts[i+2].
+	rankAt := func(i int) uint32 {
+		if i+2 < len(parts) {
+			if r, ok := t.rank(p[parts[i].start:parts[i+2].start]); ok {
+				return r
+			}
+		}
+		return noRank
+	}
+	for i := range parts {
+		parts[i] = part{uint32(i), noRank}
+	}
+	for i := 0; i+2 < len(parts); i++ {
+		parts[i].rank = rankAt(i)
+	}
+	for len(parts) > 1 {
+		minRank, minIdx := uint32(noRank), -1
+		for i := 0; i+1 < len(parts); i++ {
+			if parts[i].rank < minRank {
+				minRank, minIdx = parts[i].rank, i
+			}
+		}
+		if minIdx < 0 {
+			break
+		}
+		i := minIdx
+		// Merge parts i and i+1, then re-rank the pairs that changed.
+		parts = append(parts[:i+1], parts[i+2:]...)
+		parts[i].rank = rankAt(i)
+		if i > 0 {
+			parts[i-1].rank = rankAt(i - 1)
+		}
+	}
+	return len(parts) - 1
+}
