@@ -145,6 +145,9 @@ func (t *table) pieceCount(p string) int {
 	if _, ok := t.rank(p); ok {
 		return 1
 	}
+	if len(p) > longPiece {
+		return t.pieceCountHeap(p)
+	}
 	type part struct{ start, rank uint32 }
 	var buf [64]part
 	var parts []part
@@ -187,4 +190,134 @@ func (t *table) pieceCount(p string) int {
 		}
 	}
 	return len(parts) - 1
+}
+
+// longPiece is the piece length above which pieceCountHeap is used: the
+// linear scan for the lowest-ranked pair costs O(n^2).
+const longPiece = 24
+
+// pieceCountHeap is pieceCount for long pieces, in O(n log n): the parts
+// are a linked list over byte offsets and the candidate merges a min-heap
+// ordered by (rank, start), so the lowest rank, leftmost on a tie, comes
+// first, as in the linear scan. Entries go stale when a neighbour merges;
+// an entry is current when its left part still exists and still has that
+// pair rank (the same left start and the same token means the same pair).
+func (t *table) pieceCountHeap(p string) int {
+	n := len(p)
+	// Scratch on the stack for pieces up to 255 bytes.
+	var (
+		nextBuf, prevBuf [256]int32
+		pairBuf          [256]uint32
+		aliveBuf         [256]bool
+		heapBuf          [256]heapEntry
+	)
+	next, prev, pair, alive := nextBuf[:0], prevBuf[:0], pairBuf[:0], aliveBuf[:0]
+	h := pairHeap(heapBuf[:0])
+	if n+1 > len(nextBuf) {
+		next, prev, pair, alive = make([]int32, 0, n+1), make([]int32, 0, n+1), make([]uint32, 0, n+1), make([]bool, 0, n+1)
+		h = make(pairHeap, 0, n)
+	}
+	next, prev, pair, alive = next[:n+1], prev[:n+1], pair[:n+1], alive[:n+1]
+	// next[i]: start of the part after the one at i; pair[i]: rank of the
+	// part at i merged with the next.
+	for i := 0; i <= n; i++ {
+		next[i], prev[i], alive[i], pair[i] = int32(i+1), int32(i-1), true, noRank
+	}
+	for i := int32(0); i+1 < int32(n); i++ {
+		if r := t.pairRank(p, next, i); r != noRank {
+			pair[i] = r
+			h = h.push(heapEntry{r, i})
+		}
+	}
+	parts := n
+	for len(h) > 0 {
+		var e heapEntry
+		e, h = h.pop()
+		if !alive[e.start] || pair[e.start] != e.rank {
+			continue // stale
+		}
+		// Merge the part at e.start with the next one.
+		j := next[e.start]
+		alive[j] = false
+		next[e.start] = next[j]
+		prev[next[j]] = e.start
+		parts--
+		// Both pairs touching the merged part change (ranks are unique per
+		// token, so a longer pair never has the old rank: old entries go
+		// stale).
+		r := t.pairRank(p, next, e.start)
+		pair[e.start] = r
+		if r != noRank {
+			h = h.push(heapEntry{r, e.start})
+		}
+		if q := prev[e.start]; q >= 0 {
+			r := t.pairRank(p, next, q)
+			pair[q] = r
+			if r != noRank {
+				h = h.push(heapEntry{r, q})
+			}
+		}
+	}
+	return parts
+}
+
+// pairRank is the rank of the part at i of p merged with the next one.
+func (t *table) pairRank(p string, next []int32, i int32) uint32 {
+	j := next[i]
+	if j >= int32(len(p)) {
+		return noRank
+	}
+	if r, ok := t.rank(p[i:next[j]]); ok {
+		return r
+	}
+	return noRank
+}
+
+type heapEntry struct {
+	rank  uint32
+	start int32
+}
+
+func (a heapEntry) less(b heapEntry) bool {
+	return a.rank < b.rank || a.rank == b.rank && a.start < b.start
+}
+
+// pairHeap is a binary min-heap (container/heap without the interface
+// calls).
+type pairHeap []heapEntry
+
+func (h pairHeap) push(e heapEntry) pairHeap {
+	s := append(h, e)
+	for i := len(s) - 1; i > 0; {
+		up := (i - 1) / 2
+		if !s[i].less(s[up]) {
+			break
+		}
+		s[i], s[up] = s[up], s[i]
+		i = up
+	}
+	return s
+}
+
+func (h pairHeap) pop() (heapEntry, pairHeap) {
+	s := h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s = s[:last]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(s) && s[l].less(s[m]) {
+			m = l
+		}
+		if r := l + 1; r < len(s) && s[r].less(s[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	return top, s
 }

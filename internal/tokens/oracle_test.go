@@ -115,6 +115,13 @@ var corpus = []string{
 	"Kelvin \u212a 'S 'ſ İstanbul ı",
 	"line1\nline2\r\nline3\rline4 \n \n\t\n",
 	"/**\n * Doc comment.\n */\npath//to///x\n///\n!/\n/",
+	// Long pieces (the heap merge): the load-test body's run of x, base64,
+	// hex, a long identifier, long space and punctuation runs.
+	" " + strings.Repeat("x", 91),
+	"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQSflKxwRJSMeKKF2QT4fwpMeJf36POk6yJVadQssw5c",
+	"0123456789abcdef0123456789abcdefdeadbeefcafebabe",
+	"supercalifragilisticexpialidociousAntidisestablishmentarianismPneumonoultramicroscopicsilicovolcanoconiosis",
+	strings.Repeat(" ", 100) + "x" + strings.Repeat("\t", 40) + strings.Repeat("=", 77) + strings.Repeat("ab", 60),
 }
 
 func TestCountMatchesTiktoken(t *testing.T) {
@@ -146,6 +153,9 @@ func TestCountMatchesTiktokenRandom(t *testing.T) {
 	for range n {
 		var b strings.Builder
 		for k := rng.IntN(24); k >= 0; k-- {
+			if rng.IntN(40) == 0 { // now and then a long piece
+				b.WriteString(strings.Repeat(tricky[rng.IntN(len(tricky))], 10+rng.IntN(30)))
+			}
 			b.WriteString(tricky[rng.IntN(len(tricky))])
 		}
 		compare(t, b.String())
