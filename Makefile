@@ -52,8 +52,9 @@ test: tools ## run every test: unit, store contract against Azurite, e2e (-race)
 test-unit: ## unit tests only (no Azurite)
 	$(GO) test -race -count=1 -short ./internal/... ./handlers/...
 
-bench: build ## benchmarks: load test direct vs bare proxy vs gateway, plus micro-benchmarks
+bench: build ## benchmarks: load test direct vs bare proxy vs gateway, the side-by-side table of ../shared/bench, micro-benchmarks
 	$(GO) run ./test/loadbench --handler $(BIN)
+	test/loadbench/peers.sh $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 DEPLOYMENT ?= foundry-gateway
