@@ -71,6 +71,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("GATEWAY_LOG_LEVEL"))}))
 	switch args[0] {
 	case "serve":
+		if getenv("GATEWAY_LOG_BUFFER") != "off" {
+			lb := newLogBuffer(stderr, logFlushInterval)
+			defer lb.Close()
+			log = slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: logLevel(getenv("GATEWAY_LOG_LEVEL"))}))
+		}
 		return cmdServe(ctx, args[1:], getenv, log)
 	case "sim":
 		return cmdSim(ctx, args[1:], log, stdout)

@@ -7,6 +7,10 @@
 set -u
 GW=$(realpath "${1:-bin/handler}")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# beside the repo (../shared), or beside the directory of git worktrees (../../shared)
+if [ -z "${HARNESS:-}" ]; then
+  for d in "$ROOT/../shared" "$ROOT/../../shared"; do [ -f "$d/bench/gateway-vs-peers.sh" ] && { HARNESS=$d/bench/gateway-vs-peers.sh; break; }; done
+fi
 HARNESS=${HARNESS:-$ROOT/../shared/bench/gateway-vs-peers.sh}
 if [ ! -f "$HARNESS" ]; then echo "peers: $HARNESS not found; skipping the side-by-side table"; exit 0; fi
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
