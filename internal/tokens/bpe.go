@@ -8,6 +8,8 @@ import (
 	"hash/maphash"
 	"math"
 	"strconv"
+	"strings"
+	"sync/atomic"
 
 	"github.com/pkoukk/tiktoken-go-loader/assets"
 )
@@ -23,6 +25,24 @@ type table struct {
 	mask  uint64
 	seed  maphash.Seed
 	split func(s string, i int) int // the pre-tokenizer
+	// cache holds the counts of recent multi-token pieces (see pieceCount).
+	cache [cacheSize]atomic.Pointer[cachedPiece]
+}
+
+// cacheSize is the number of multi-token pieces whose counts are cached
+// (direct-mapped by hash). Like the word cache of Hugging Face's BPE
+// tokenizers: prompts repeat (system prompts, tool definitions), and a
+// long piece costs thousands of rank lookups to merge. Pieces up to
+// maxCachedPiece bytes are cached, so the cache holds at most about 1 MiB.
+const (
+	cacheBits      = 12
+	cacheSize      = 1 << cacheBits
+	maxCachedPiece = 256
+)
+
+type cachedPiece struct {
+	piece string
+	n     int
 }
 
 // loadTable parses the .tiktoken file of an encoding that
@@ -108,7 +128,12 @@ func (t *table) token(r uint32) string { return t.blob[t.off[r]:t.off[r+1]] }
 
 // rank returns the rank of the token s, if s is one.
 func (t *table) rank(s string) (uint32, bool) {
-	for i := maphash.String(t.seed, s) & t.mask; ; i = (i + 1) & t.mask {
+	return t.rankHashed(s, maphash.String(t.seed, s))
+}
+
+// rankHashed is rank with the hash of s given.
+func (t *table) rankHashed(s string, h uint64) (uint32, bool) {
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		v := t.slots[i]
 		if v == 0 {
 			return 0, false
@@ -142,9 +167,23 @@ func (t *table) pieceCount(p string) int {
 	if len(p) <= 1 {
 		return len(p)
 	}
-	if _, ok := t.rank(p); ok {
+	h := maphash.String(t.seed, p)
+	if _, ok := t.rankHashed(p, h); ok {
 		return 1
 	}
+	slot := &t.cache[h>>(64-cacheBits)]
+	if c := slot.Load(); c != nil && c.piece == p {
+		return c.n
+	}
+	n := t.merge(p)
+	if len(p) <= maxCachedPiece {
+		slot.Store(&cachedPiece{piece: strings.Clone(p), n: n})
+	}
+	return n
+}
+
+// merge counts the tokens of a piece that is not a token itself.
+func (t *table) merge(p string) int {
 	if len(p) > longPiece {
 		return t.pieceCountHeap(p)
 	}

@@ -37,8 +37,9 @@ const (
 	cNL                   // \r or \n
 )
 
-// asciiClass holds the classes of the runes below 0x80.
-var asciiClass = func() (t [utf8.RuneSelf]uint8) {
+// asciiClass holds the classes of the runes below 0x80 (256 entries so that
+// indexing by a byte needs no bounds check).
+var asciiClass = func() (t [256]uint8) {
 	for r := range rune(utf8.RuneSelf) {
 		t[r] = slowClass(r)
 	}
@@ -73,10 +74,15 @@ func slowClass(r rune) uint8 {
 }
 
 // at decodes the rune at byte i of s (i < len(s)) and its class.
+// It is small enough to inline: ASCII is a table lookup.
 func at(s string, i int) (rune, int, uint8) {
 	if b := s[i]; b < utf8.RuneSelf {
 		return rune(b), 1, asciiClass[b]
 	}
+	return atSlow(s, i)
+}
+
+func atSlow(s string, i int) (rune, int, uint8) {
 	r, n := utf8.DecodeRuneInString(s[i:])
 	return r, n, slowClass(r)
 }
@@ -94,7 +100,14 @@ func classAt(s string, i int) uint8 {
 // classes in want.
 func run(s string, i int, want uint8) int {
 	for i < len(s) {
-		_, n, c := at(s, i)
+		if b := s[i]; b < utf8.RuneSelf { // ASCII, inline
+			if asciiClass[b]&want == 0 {
+				break
+			}
+			i++
+			continue
+		}
+		_, n, c := atSlow(s, i)
 		if c&want == 0 {
 			break
 		}
