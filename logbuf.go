@@ -7,15 +7,19 @@ import (
 )
 
 // logBuffer batches the gateway's log lines (one JSON line per request) into
-// few writes: the lines are appended to a buffer that is written out every
-// interval, when it passes maxBuffered, and on Close. Under load this turns
-// one write syscall per request into one per interval (issue 17); a line
-// reaches stderr at most interval late. GATEWAY_LOG_BUFFER=off turns it off.
+// few writes. A line is written at once when nothing was written for an
+// interval (a quiet gateway logs without delay); otherwise it is appended to
+// a buffer that is written out every interval, when it passes maxBuffered,
+// and on Close. Under load this turns one write syscall per request into
+// one per interval (issue 17); a line reaches stderr at most interval late.
+// GATEWAY_LOG_BUFFER=off turns it off.
 type logBuffer struct {
 	mu       sync.Mutex
 	w        io.Writer
 	buf      []byte
 	closed   bool
+	interval time.Duration
+	last     time.Time // of the last write to w
 	stop     chan struct{}
 	done     chan struct{}
 	closeOne sync.Once
@@ -27,7 +31,7 @@ const (
 )
 
 func newLogBuffer(w io.Writer, interval time.Duration) *logBuffer {
-	b := &logBuffer{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	b := &logBuffer{w: w, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(interval)
@@ -51,6 +55,12 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	if b.closed {
 		return b.w.Write(p)
 	}
+	if len(b.buf) == 0 {
+		if now := time.Now(); now.Sub(b.last) >= b.interval {
+			b.last = now
+			return b.w.Write(p)
+		}
+	}
 	b.buf = append(b.buf, p...)
 	if len(b.buf) >= logMaxBuffered {
 		b.flushLocked()
@@ -70,6 +80,7 @@ func (b *logBuffer) flushLocked() {
 		return
 	}
 	_, _ = b.w.Write(b.buf) // stderr: nowhere to report a failure
+	b.last = time.Now()
 	if cap(b.buf) > 4*logMaxBuffered {
 		b.buf = nil // a burst: do not keep a large buffer
 	} else {

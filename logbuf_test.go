@@ -31,20 +31,25 @@ func (l *lockedBuffer) get() (string, int) {
 func TestLogBuffer(t *testing.T) {
 	var out lockedBuffer
 	lb := newLogBuffer(&out, time.Hour) // no timer flush during the test
+	// The first line after a quiet interval is written at once.
+	lb.Write([]byte("first\n"))
+	if s, _ := out.get(); s != "first\n" {
+		t.Fatalf("a line after a quiet interval was not written at once: %q", s)
+	}
 	for range 100 {
 		lb.Write([]byte("line\n"))
 	}
-	if s, _ := out.get(); s != "" {
+	if s, _ := out.get(); s != "first\n" {
 		t.Fatalf("written before a flush: %q", s)
 	}
 	lb.Flush()
-	if s, w := out.get(); s != strings.Repeat("line\n", 100) || w != 1 {
-		t.Fatalf("after Flush: %d writes of %d bytes, want 1 of 500", w, len(s))
+	if s, w := out.get(); s != "first\n"+strings.Repeat("line\n", 100) || w != 2 {
+		t.Fatalf("after Flush: %d writes of %d bytes, want 2 of 506", w, len(s))
 	}
 	// A full buffer is written out at once.
 	big := bytes.Repeat([]byte("x"), logMaxBuffered)
 	lb.Write(big)
-	if s, _ := out.get(); len(s) != 500+logMaxBuffered {
+	if s, _ := out.get(); len(s) != 506+logMaxBuffered {
 		t.Fatalf("after a full buffer: %d bytes written", len(s))
 	}
 	lb.Write([]byte("last\n"))
@@ -60,11 +65,15 @@ func TestLogBuffer(t *testing.T) {
 
 func TestLogBufferTimer(t *testing.T) {
 	var out lockedBuffer
-	lb := newLogBuffer(&out, time.Millisecond)
+	lb := newLogBuffer(&out, 50*time.Millisecond)
 	defer lb.Close()
-	lb.Write([]byte("tick\n"))
+	lb.Write([]byte("now\n"))  // written at once
+	lb.Write([]byte("tick\n")) // buffered, then written by the timer
+	if s, _ := out.get(); s != "now\n" {
+		t.Fatalf("got %q before the timer", s)
+	}
 	for range 2000 {
-		if s, _ := out.get(); s == "tick\n" {
+		if s, _ := out.get(); s == "now\ntick\n" {
 			return
 		}
 		time.Sleep(time.Millisecond)

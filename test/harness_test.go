@@ -102,7 +102,8 @@ func start(t testing.TB, dir string, env []string, args ...string) *proc {
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command(handlerBin, args...)
 	p.cmd.Dir = dir
-	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	// Log lines unbuffered: the tests read them right after a request.
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "GATEWAY_LOG_BUFFER=off"}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
