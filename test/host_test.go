@@ -96,7 +96,8 @@ models:
 	began = time.Now()
 	host, err := hostemu.Start(context.Background(), hostemu.Options{
 		Zip: zipPath, Dir: filepath.Join(dir, "wwwroot"), Output: out,
-		AppSettings: map[string]string{"FUNCTIONS_WORKER_RUNTIME": "custom"},
+		// Log lines unbuffered: the test reads them right after a request.
+		AppSettings: map[string]string{"FUNCTIONS_WORKER_RUNTIME": "custom", "GATEWAY_LOG_BUFFER": "off"},
 		ClockStart:  boundary.Add(-5 * time.Second),
 	})
 	if err != nil {
