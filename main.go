@@ -43,6 +43,7 @@ Usage:
   handler keys revoke ID                        revoke a key (every instance within auth.keyCacheTTL)
   handler usage report [--from D] [--to D] [--by team,app,model,class,date] [--format table|csv|json] [--team T]
                                                 usage and cost per team/app/model/day
+  handler usage rebuild --day D                 recompute a day's sums from UsageEvents (streams; bounded memory)
   handler limits set --key ID|--app A|--team T [--rpm N] [--tpm N] [--monthly-tokens N]
   handler limits list | delete                  per-key/app/team limit overrides
   handler package --out ZIP [--binary B] [--gateway-config FILE]

@@ -6,14 +6,20 @@
 // # Tables
 //
 //   - UsageEvents: PartitionKey "yyyy-mm-dd|team", RowKey the request id.
-//     Rows are upserted, so writing an event twice (a retried flush, a spool
-//     replay) leaves one row.
+//     Rows are inserted; an event found stored already (a retried flush
+//     whose first attempt had committed, a spool replay) is not written or
+//     counted again. The same partition holds each writer's partial sums
+//     (RowKey "|sum|<instance>.<slot>|app|model|class", see partial.go),
+//     written in the same transactions as the events they count.
 //   - UsageIndex: PartitionKey "yyyy-mm-dd", RowKey team: which event
-//     partitions a day has, so a day is read without a table scan.
+//     partitions a day has, so a day is read without a table scan. Partials
+//     true: every event of the partition is counted in its partial rows
+//     (false or missing: an older gateway wrote it; its events are read).
 //   - UsageDirty: PartitionKey "dirty", RowKey "yyyy-mm-dd": past days that
 //     received events after they ended; the rollup recomputes them.
 //   - UsageDaily: PartitionKey "yyyy-mm", RowKey "date|team|app|model|class":
-//     the finance table, recomputed from UsageEvents (idempotent).
+//     the finance table, the sum of the day's partial rows (idempotent).
+//     Rebuild recomputes a day from UsageEvents, streaming.
 //
 // # Losses
 //

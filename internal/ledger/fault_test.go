@@ -80,6 +80,10 @@ func TestWriterAzuriteOutage(t *testing.T) {
 	if got, want := sumOf(allEvents(t, tb, Day(now))), sumOf(in); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
+	// The partial sums went through the same faults and still equal the events.
+	if got, want := partialSums(t, tb, Day(now)), sumOf(in); got != want {
+		t.Errorf("partial sums: got %+v, want %+v", got, want)
+	}
 }
 
 // TestWriterThroughputAzurite measures batched writes to Azurite: events

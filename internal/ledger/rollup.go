@@ -204,23 +204,46 @@ func (d *Daily) rollupDay(ctx context.Context, day string) (rows, written, delet
 	return len(computed), written, deleted, nil
 }
 
-// compute aggregates a day's events into UsageDaily rows (sorted by RowKey).
+// compute sums a day's partial rows into UsageDaily rows (sorted by
+// RowKey): O(groups × writer instances) rows read, whatever the number of
+// events. A partition an older gateway wrote (its UsageIndex row lacks
+// Partials) is summed from its events instead.
 func (d *Daily) compute(ctx context.Context, day string) ([]DailyRow, error) {
 	by := map[string]*DailyRow{}
-	err := d.dayEvents(ctx, day, func(e Event) {
-		r := DailyRow{Date: day, Team: e.Team, App: e.App, Model: e.Model, Class: e.Class}
-		k := r.rowKey()
+	add := func(g DailyRow) *DailyRow {
+		g.Date = day
+		k := g.rowKey()
 		if by[k] == nil {
+			r := DailyRow{Date: day, Team: g.Team, App: g.App, Model: g.Model, Class: g.Class}
 			by[k] = &r
 		}
-		by[k].add(e)
-	})
+		return by[k]
+	}
+	teams, err := d.t.Index.Query(ctx, store.Query{PartitionKey: day})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read UsageIndex: %w", err)
+	}
+	for _, tm := range teams {
+		pk := day + "|" + tm.RowKey
+		if !props(tm.Props).bool("Partials") {
+			if err := d.partitionEvents(ctx, pk, func(e Event) { add(groupOf(e)).add(e) }); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		parts, err := d.partials(ctx, pk)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			add(p.row).merge(p.row)
+		}
 	}
 	keys := make([]string, 0, len(by))
-	for k := range by {
-		keys = append(keys, k)
+	for k, r := range by {
+		if r.Requests != 0 { // rebuild corrections can cancel a group out
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	out := make([]DailyRow, len(keys))
@@ -230,21 +253,249 @@ func (d *Daily) compute(ctx context.Context, day string) ([]DailyRow, error) {
 	return out, nil
 }
 
+// storedPartial is one partial row as read back.
+type storedPartial struct {
+	rk, instance string
+	row          DailyRow
+}
+
+// partials reads the partial rows of event partition pk (one range query).
+func (d *Daily) partials(ctx context.Context, pk string) ([]storedPartial, error) {
+	ents, err := d.t.Events.Query(ctx, store.Query{PartitionKey: pk, RowKeyFrom: partialPrefix, RowKeyTo: partialEnd})
+	if err != nil {
+		return nil, fmt.Errorf("read partial sums: %w", err)
+	}
+	out := make([]storedPartial, len(ents))
+	for i, en := range ents {
+		out[i] = storedPartial{rk: en.RowKey, instance: props(en.Props).str("Instance"), row: dailyFrom(en)}
+	}
+	return out, nil
+}
+
+// eventPage is how many UsageEvents rows a stream reads at a time.
+const eventPage = 1000
+
+// partitionEvents calls fn for each event of partition pk, reading
+// eventPage rows at a time, so memory stays bounded whatever the count.
+func (d *Daily) partitionEvents(ctx context.Context, pk string, fn func(Event)) error {
+	from := ""
+	for {
+		ents, err := d.t.Events.Query(ctx, store.Query{PartitionKey: pk, RowKeyFrom: from, Limit: eventPage})
+		if err != nil {
+			return fmt.Errorf("read UsageEvents: %w", err)
+		}
+		for _, en := range ents {
+			if !isPartialKey(en.RowKey) {
+				fn(eventFrom(en))
+			}
+		}
+		if len(ents) < eventPage {
+			return nil
+		}
+		// Keys never hold characters below space (EncodeKey), so the next
+		// key after k is at least k+" ".
+		from = ents[len(ents)-1].RowKey + " "
+	}
+}
+
 // dayEvents calls fn for each event of day, partition by partition in key
-// order (so float sums are the same every time).
+// order.
 func (d *Daily) dayEvents(ctx context.Context, day string, fn func(Event)) error {
 	teams, err := d.t.Index.Query(ctx, store.Query{PartitionKey: day})
 	if err != nil {
 		return fmt.Errorf("read UsageIndex: %w", err)
 	}
 	for _, tm := range teams {
-		evs, err := d.t.Events.Query(ctx, store.Query{PartitionKey: day + "|" + tm.RowKey})
-		if err != nil {
-			return fmt.Errorf("read UsageEvents: %w", err)
-		}
-		for _, en := range evs {
-			fn(eventFrom(en))
+		if err := d.partitionEvents(ctx, day+"|"+tm.RowKey, fn); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// merge adds the counts of o to r.
+func (r *DailyRow) merge(o DailyRow) {
+	r.Requests += o.Requests
+	r.Errors += o.Errors
+	r.EstimatedRequests += o.EstimatedRequests
+	r.PromptTokens += o.PromptTokens
+	r.CachedTokens += o.CachedTokens
+	r.CompletionTokens += o.CompletionTokens
+	r.ReasoningTokens += o.ReasoningTokens
+	r.TotalTokens += o.TotalTokens
+	r.Cost += o.Cost
+	if o.Currency != "" {
+		r.Currency = o.Currency
+	}
+}
+
+// zero reports whether r has no counts.
+func (r DailyRow) zero() bool {
+	return r.Requests == 0 && r.Errors == 0 && r.EstimatedRequests == 0 && r.PromptTokens == 0 &&
+		r.CachedTokens == 0 && r.CompletionTokens == 0 && r.ReasoningTokens == 0 && r.TotalTokens == 0 && r.Cost == 0
+}
+
+// minus is r less the counts of o.
+func (r DailyRow) minus(o DailyRow) DailyRow {
+	r.Requests -= o.Requests
+	r.Errors -= o.Errors
+	r.EstimatedRequests -= o.EstimatedRequests
+	r.PromptTokens -= o.PromptTokens
+	r.CachedTokens -= o.CachedTokens
+	r.CompletionTokens -= o.CompletionTokens
+	r.ReasoningTokens -= o.ReasoningTokens
+	r.TotalTokens -= o.TotalTokens
+	r.Cost -= o.Cost
+	return r
+}
+
+// RebuildResult says what a Rebuild did.
+type RebuildResult struct {
+	Events      int64 // events read
+	Partitions  int   // team partitions of the day
+	Corrections int   // correction rows written
+	Rollup      RollupResult
+}
+
+// ErrBusy: a rebuild saw partial sums change while it read the events (a
+// gateway is still writing that day); run it again.
+var ErrBusy = errors.New("ledger: the day's sums changed during the rebuild; run it again")
+
+// Rebuild recomputes a day from UsageEvents, the exact record: for each
+// team partition it streams the events (eventPage rows at a time; memory is
+// O(groups)), compares their sums with the partial rows, and writes the
+// difference as correction rows (instance "rebuild"), so the partial rows
+// sum to the events again; then it rolls the day up into UsageDaily.
+// Running it twice writes nothing new. The partial rows are read before and
+// after the events: if they changed (a gateway wrote that day meanwhile)
+// the partition is retried, up to three times, then ErrBusy.
+func (d *Daily) Rebuild(ctx context.Context, day time.Time) (RebuildResult, error) {
+	var res RebuildResult
+	ds := Day(day)
+	teams, err := d.t.Index.Query(ctx, store.Query{PartitionKey: ds})
+	if err != nil {
+		return res, fmt.Errorf("rebuild %s: read UsageIndex: %w", ds, err)
+	}
+	for _, tm := range teams {
+		res.Partitions++
+		pk := ds + "|" + tm.RowKey
+		var done bool
+		for attempt := 0; attempt < 3 && !done; attempt++ {
+			n, c, ok, err := d.rebuildPartition(ctx, ds, pk)
+			if err != nil {
+				return res, fmt.Errorf("rebuild %s: %w", pk, err)
+			}
+			res.Events += n
+			res.Corrections += c
+			done = ok
+		}
+		if !done {
+			return res, fmt.Errorf("rebuild %s: %w", pk, ErrBusy)
+		}
+		if !props(tm.Props).bool("Partials") {
+			if _, err := d.t.Index.Upsert(ctx, store.Entity{PartitionKey: ds, RowKey: tm.RowKey,
+				Props: map[string]any{"Team": props(tm.Props).str("Team"), "Partials": true}}); err != nil {
+				return res, fmt.Errorf("rebuild %s: mark UsageIndex: %w", pk, err)
+			}
+		}
+	}
+	r, err := d.Rollup(ctx, day)
+	res.Rollup = r
+	return res, err
+}
+
+// rebuildPartition makes the partial rows of pk sum to its events. ok is
+// false when the partial rows changed while the events were read.
+func (d *Daily) rebuildPartition(ctx context.Context, day, pk string) (events int64, corrections int, ok bool, err error) {
+	before, err := d.partials(ctx, pk)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	evSum := map[string]*DailyRow{}
+	err = d.partitionEvents(ctx, pk, func(e Event) {
+		events++
+		g := groupOf(e)
+		gk := groupKey(g.App, g.Model, g.Class)
+		if evSum[gk] == nil {
+			evSum[gk] = &g
+		}
+		evSum[gk].add(e)
+	})
+	if err != nil {
+		return 0, 0, false, err
+	}
+	after, err := d.partials(ctx, pk)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if !samePartials(before, after) {
+		return events, 0, false, nil
+	}
+	others := map[string]*DailyRow{} // by group, rows of writers
+	fixes := map[string]DailyRow{}   // by group, existing correction rows
+	groups := map[string]DailyRow{}  // group → its dimensions
+	for _, p := range after {
+		gk := groupKey(p.row.App, p.row.Model, p.row.Class)
+		groups[gk] = p.row
+		if p.instance == rebuildInstance {
+			fixes[gk] = p.row
+			continue
+		}
+		if others[gk] == nil {
+			r := p.row
+			others[gk] = &DailyRow{Date: r.Date, Team: r.Team, App: r.App, Model: r.Model, Class: r.Class}
+		}
+		others[gk].merge(p.row)
+	}
+	for gk, r := range evSum {
+		groups[gk] = *r
+	}
+	keys := make([]string, 0, len(groups))
+	for gk := range groups {
+		keys = append(keys, gk)
+	}
+	sort.Strings(keys)
+	var ops []store.Op
+	for _, gk := range keys {
+		g := groups[gk]
+		want := DailyRow{Date: day, Team: g.Team, App: g.App, Model: g.Model, Class: g.Class, Currency: g.Currency}
+		if e := evSum[gk]; e != nil {
+			want = *e
+		}
+		if o := others[gk]; o != nil {
+			want = want.minus(*o)
+		}
+		if want.Currency == "" {
+			want.Currency = g.Currency
+		}
+		old, had := fixes[gk]
+		if (!had && want.zero()) || (had && sameCounts(old, want)) {
+			continue
+		}
+		ops = append(ops, store.Op{Kind: store.OpUpsert,
+			Entity: partialEntity(pk, partialRowKey(rebuildInstance, 0, gk), rebuildInstance, want)})
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), store.MaxBatchOps)
+		if err := d.t.Events.Batch(ctx, ops[:n]); err != nil {
+			return events, corrections, false, fmt.Errorf("write corrections: %w", err)
+		}
+		corrections += n
+		ops = ops[n:]
+	}
+	return events, corrections, true, nil
+}
+
+// samePartials reports whether two reads of a partition's partial rows
+// hold the same rows with the same counts.
+func samePartials(a, b []storedPartial) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].rk != b[i].rk || !sameCounts(a[i].row, b[i].row) {
+			return false
+		}
+	}
+	return true
 }

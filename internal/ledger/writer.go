@@ -46,6 +46,7 @@ type Stats struct {
 	Replayed     int64 // events written back from the spool
 	Rejected     int64 // events the store refused as invalid (kept in <spool>.rejected)
 	Buffered     int64 // events in memory now
+	Duplicates   int64 // events found stored already and not written again
 }
 
 // Writer buffers events and writes them to UsageEvents in entity group
@@ -74,8 +75,11 @@ type Writer struct {
 	indexed      map[string]bool // event partitions whose UsageIndex row exists
 	dirty        map[string]bool // past days still to mark in UsageDirty
 	spool        spool
+	instance     string                   // this Writer's partial rows (partial.go)
+	partials     map[string]*partialState // pk\x00rk → what is stored
+	partialsFrom string                   // days before it were forgotten
 
-	written, txns, indexWrites, dirtyWrites, failures, spooled, replayed, rejected, buffered atomic.Int64
+	written, txns, indexWrites, dirtyWrites, failures, spooled, replayed, rejected, buffered, duplicates atomic.Int64
 }
 
 // NewWriter returns a Writer on the ledger tables. It starts nothing.
@@ -101,7 +105,8 @@ func NewWriter(t Tables, o WriterOptions) *Writer {
 		kickAt *= batchesPerCommit
 	}
 	return &Writer{t: t, o: o, log: log, kick: make(chan struct{}, 1), kickAt: kickAt,
-		indexed: map[string]bool{}, dirty: map[string]bool{}, spool: spool{path: o.SpoolPath}}
+		indexed: map[string]bool{}, dirty: map[string]bool{}, spool: spool{path: o.SpoolPath},
+		instance: newInstanceID(), partials: map[string]*partialState{}}
 }
 
 // Record buffers e for the next flush. It never blocks on I/O and never
@@ -165,7 +170,8 @@ func (w *Writer) Close(ctx context.Context) error {
 func (w *Writer) Stats() Stats {
 	return Stats{Written: w.written.Load(), Transactions: w.txns.Load(), IndexWrites: w.indexWrites.Load(),
 		DirtyWrites: w.dirtyWrites.Load(), Failures: w.failures.Load(), Spooled: w.spooled.Load(),
-		Replayed: w.replayed.Load(), Rejected: w.rejected.Load(), Buffered: w.buffered.Load()}
+		Replayed: w.replayed.Load(), Rejected: w.rejected.Load(), Buffered: w.buffered.Load(),
+		Duplicates: w.duplicates.Load()}
 }
 
 func (w *Writer) flush(ctx context.Context, final bool) error {
@@ -297,6 +303,12 @@ func (w *Writer) write(ctx context.Context, evs []Event) (rest []Event, err erro
 		per = batchesPerCommit
 	}
 	var queued []batch
+	var again []Event // events of batches refused for a duplicate, less the duplicates
+	defer func() {
+		if err != nil {
+			rest = append(rest, again...)
+		}
+	}()
 	// commit writes the queued batches; failed ones go to rest.
 	commit := func() error {
 		if len(queued) == 0 {
@@ -309,10 +321,26 @@ func (w *Writer) write(ctx context.Context, evs []Event) (rest []Event, err erro
 			case err == nil:
 				w.txns.Add(1)
 				w.written.Add(int64(len(b.evs)))
+				w.committed(b)
 			case errors.Is(err, store.ErrInvalid):
 				// Retrying cannot help; keep the rows on disk for a human.
 				w.reject(ctx, b.evs, err)
+				continue
+			case errors.Is(err, store.ErrExists):
+				// Some events are stored already (an earlier attempt that
+				// committed though it reported a failure, or a spool
+				// replay): they are counted in the partial rows that
+				// committed with them. Write the others again.
+				left, dups, gerr := w.dropStored(ctx, b.evs)
+				if gerr == nil && dups > 0 {
+					w.duplicates.Add(int64(dups))
+					again = append(again, left...)
+					continue
+				}
+				err = errors.Join(err, gerr)
+				fallthrough
 			default:
+				w.uncertain(b)
 				rest = append(rest, b.evs...)
 				if first == nil {
 					first = fmt.Errorf("usage events %s: %w", b.pk, err)
@@ -331,8 +359,15 @@ func (w *Writer) write(ctx context.Context, evs []Event) (rest []Event, err erro
 		pevs := parts[pk]
 		if !w.indexed[pk] {
 			day, team := pevs[0].indexKeys()
-			if _, err := w.t.Index.Upsert(ctx, store.Entity{PartitionKey: day, RowKey: team,
-				Props: map[string]any{"Team": pevs[0].Team}}); err != nil {
+			// Insert: a row an older gateway wrote (without Partials) keeps
+			// saying its partition has events not in any partial row, so
+			// the rollup reads that partition's events.
+			_, err := w.t.Index.Insert(ctx, store.Entity{PartitionKey: day, RowKey: team,
+				Props: map[string]any{"Team": pevs[0].Team, "Partials": true}})
+			if errors.Is(err, store.ErrExists) {
+				err = nil
+			}
+			if err != nil {
 				err = errors.Join(commit(), fmt.Errorf("usage index %s: %w", pk, err))
 				for _, p := range order[pi:] {
 					rest = append(rest, parts[p]...)
@@ -343,6 +378,14 @@ func (w *Writer) write(ctx context.Context, evs []Event) (rest []Event, err erro
 			w.indexed[pk] = true
 		}
 		for b := range chunks(pk, pevs) {
+			if err := w.addPartials(ctx, &b, len(queued)); err != nil {
+				err = errors.Join(commit(), err)
+				rest = append(rest, pevs[b.end-len(b.evs):]...)
+				for _, p := range order[pi+1:] {
+					rest = append(rest, parts[p]...)
+				}
+				return rest, err
+			}
 			if queued = append(queued, b); len(queued) < per {
 				continue
 			}
@@ -360,6 +403,13 @@ func (w *Writer) write(ctx context.Context, evs []Event) (rest []Event, err erro
 	}
 	if len(w.indexed) > 10000 {
 		clear(w.indexed) // a long-running process: forget old days
+	}
+	w.forgetOldPartials(Day(w.o.Now().AddDate(0, 0, -2)))
+	if len(again) > 0 {
+		// Each round drops at least one duplicate, so this ends.
+		evs := again
+		again = nil
+		return w.write(ctx, evs)
 	}
 	return nil, nil
 }
@@ -452,10 +502,11 @@ const (
 // batch is one entity group transaction: consecutive events of partition pk
 // (ending before index end of the partition's events) and their rows.
 type batch struct {
-	pk  string
-	evs []Event
-	end int
-	ops []store.Op
+	pk   string
+	evs  []Event
+	end  int
+	ops  []store.Op
+	next map[string]DailyRow // the partial rows written with it (addPartials)
 }
 
 // chunks splits one partition's events into transactions of at most
@@ -465,19 +516,34 @@ type batch struct {
 func chunks(pk string, evs []Event) iter.Seq[batch] {
 	return func(yield func(batch) bool) {
 		start, size := 0, batchEnvelope
+		groups := map[string]bool{} // partial rows the transaction will carry
 		ops := make([]store.Op, 0, min(len(evs), store.MaxBatchOps))
 		for i, e := range evs {
 			en := e.entity()
 			n := batchOpOverhead + rules.WireSize(en, true)
-			if i > start && (i-start == store.MaxBatchOps || size+n >= store.MaxBatchBytes) {
+			g := groupOf(e)
+			gk := groupKey(g.App, g.Model, g.Class)
+			// A partial row: the group's columns plus about 300 bytes.
+			pn := batchOpOverhead + 300 + 2*len(g.Team+g.App+g.Model+string(g.Class)+gk)
+			newGroup := !groups[gk]
+			rows := i - start + len(groups)
+			if newGroup {
+				rows, n = rows+1, n+pn
+			}
+			if i > start && (rows >= store.MaxBatchOps || size+n >= store.MaxBatchBytes) {
 				if !yield(batch{pk: pk, evs: evs[start:i], end: i, ops: ops}) {
 					return
 				}
 				start, size = i, batchEnvelope
+				if !newGroup {
+					n += pn
+				}
+				clear(groups)
 				ops = make([]store.Op, 0, min(len(evs)-i, store.MaxBatchOps))
 			}
+			groups[gk] = true
 			size += n
-			ops = append(ops, store.Op{Kind: store.OpUpsert, Entity: en})
+			ops = append(ops, store.Op{Kind: store.OpInsert, Entity: en})
 		}
 		if start < len(evs) {
 			yield(batch{pk: pk, evs: evs[start:], end: len(evs), ops: ops})

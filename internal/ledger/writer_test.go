@@ -23,8 +23,8 @@ func TestWriterBatching(t *testing.T) {
 		wantTxns int64
 		days     []string
 	}{
-		{"one partition, 100 rows: one transaction", func() []Event { return evs("research", day1, 100, "") }, 1, []string{"2026-03-10"}},
-		{"250 rows: split into 100+100+50", func() []Event { return evs("research", day1, 250, "") }, 3, []string{"2026-03-10"}},
+		{"one partition, 99 rows and a partial row: one transaction", func() []Event { return evs("research", day1, 99, "") }, 1, []string{"2026-03-10"}},
+		{"250 rows: split into 99+99+52", func() []Event { return evs("research", day1, 250, "") }, 3, []string{"2026-03-10"}},
 		{"three teams, two days: one transaction per partition", func() []Event {
 			var out []Event
 			for _, tm := range []string{"research", "sales", "ops/eu"} {
@@ -88,10 +88,12 @@ func TestChunksRespectLimits(t *testing.T) {
 		want []int
 	}{
 		{"empty", 0, 0, nil},
+		// One group: each transaction carries its partial row too.
 		{"99", 99, 0, []int{99}},
-		{"100", 100, 0, []int{100}},
-		{"101", 101, 0, []int{100, 1}},
-		{"big rows", 10, 250 << 10, []int{4, 4, 2}},
+		{"100", 100, 0, []int{99, 1}},
+		{"199", 199, 0, []int{99, 99, 1}},
+		// The partial row carries the 250 KiB app name as well.
+		{"big rows", 10, 250 << 10, []int{3, 3, 3, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,8 +105,8 @@ func TestChunksRespectLimits(t *testing.T) {
 					t.Fatalf("chunk %d: %d rows for %d events ending at %d, after %d", len(got), len(c.ops), len(c.evs), c.end, end)
 				}
 				for i, op := range c.ops {
-					if op.Kind != store.OpUpsert || op.Entity.RowKey != c.evs[i].RowKey() {
-						t.Fatalf("chunk %d op %d: %v %q, want an upsert of %q", len(got), i, op.Kind, op.Entity.RowKey, c.evs[i].RowKey())
+					if op.Kind != store.OpInsert || op.Entity.RowKey != c.evs[i].RowKey() {
+						t.Fatalf("chunk %d op %d: %v %q, want an insert of %q", len(got), i, op.Kind, op.Entity.RowKey, c.evs[i].RowKey())
 					}
 				}
 				end = c.end
@@ -140,6 +142,9 @@ func TestWriterIdempotent(t *testing.T) {
 			}
 			if got, want := sumOf(allEvents(t, tb, "2026-03-10")), sumOf(in); got != want {
 				t.Errorf("got %+v, want %+v", got, want)
+			}
+			if got, want := partialSums(t, tb, "2026-03-10"), sumOf(in); got != want {
+				t.Errorf("partial sums: got %+v, want %+v", got, want)
 			}
 		})
 	}
@@ -224,6 +229,9 @@ func TestWriterSpool(t *testing.T) {
 	}
 	if got, want := sumOf(allEvents(t, base, "2026-03-10")), sumOf(in); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got, want := partialSums(t, base, "2026-03-10"), sumOf(in); got != want {
+		t.Errorf("partial sums: got %+v, want %+v", got, want)
 	}
 }
 
@@ -316,8 +324,8 @@ func TestWriterGroupedCommits(t *testing.T) {
 		wantCalls    []int
 	}{
 		{"all good: 13 batches in 7 calls", nil, -1, false, 1250, 0, []int{2, 2, 2, 2, 2, 2, 1}},
-		{"batch 1 fails once: the flush stops after its call", map[int]bool{1: true}, -1, true, 100, 0, []int{2, 2, 2, 2, 2, 2, 2}},
-		{"batch 4 is invalid", nil, 450, false, 1150, 100, []int{2, 2, 2, 2, 2, 2, 1}},
+		{"batch 1 fails once: the flush stops after its call", map[int]bool{1: true}, -1, true, 99, 0, []int{2, 2, 2, 2, 2, 2, 2}},
+		{"batch 4 is invalid", nil, 450, false, 1151, 99, []int{2, 2, 2, 2, 2, 2, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,10 +361,13 @@ func TestWriterGroupedCommits(t *testing.T) {
 			}
 			want := in
 			if tt.invalidAt >= 0 {
-				want = append(append([]Event{}, in[:400]...), in[500:]...)
+				want = append(append([]Event{}, in[:396]...), in[495:]...) // 99 events and a partial row per batch
 			}
 			if got, want := sumOf(allEvents(t, base, "2026-03-10")), sumOf(want); got != want {
 				t.Errorf("got %+v, want %+v", got, want)
+			}
+			if got, want := partialSums(t, base, "2026-03-10"), sumOf(want); got != want {
+				t.Errorf("partial sums: got %+v, want %+v", got, want)
 			}
 			if !slices.Equal(f.calls, tt.wantCalls) {
 				t.Errorf("got batches per call %v, want %v", f.calls, tt.wantCalls)
