@@ -11,7 +11,7 @@ GATEWAY_ADDR := 127.0.0.1:8080
 SIM_ADDR  := 127.0.0.1:8081
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit bench tools package funcapp deploy lint clean screenshot
+.PHONY: help build run test test-unit bench tools package funcapp deploy lint clean screenshot ledger-scale
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ lint: ## go vet and gofmt
 
 clean: ## remove build output and local data
 	rm -rf bin build data
+
+ledger-scale: ## 1,000,000 usage events for one day: rollup, report and rebuild under 64 MiB of heap
+	FGW_LEDGER_EVENTS=1000000 $(GO) test -count=1 -timeout 30m -run '^TestLedgerMemoryAtScale$$' -v ./internal/ledger/
 
 screenshot: ## headless Chromium screenshot of the usage page with data (build/usage-ui.png)
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)

@@ -243,7 +243,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		Quota:     &quota.Gate{L: lim, Counter: tc},
 		Telemetry: tel,
 		Cost: func(model, backend, deployment string, u usage.Usage) float64 {
-			return pricing.CostOf(model, backend, deployment, ledger.ClassInteractive, u)
+			return pricing.CostOf(model, backend, deployment, ledger.ClassInteractive, u).Float()
 		},
 		UsageReports: daily,
 	}

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/policy"
 )
 
@@ -444,6 +445,16 @@ func (c *Config) applyDefaults() {
 		if m.Price != nil && m.Price.Currency == "" {
 			m.Price.Currency = "USD"
 		}
+		for i := range m.Targets {
+			// A deployment's own price is in the alias's currency unless it
+			// names one (validate refuses a model priced in two).
+			if p := m.Targets[i].Price; p != nil && p.Currency == "" {
+				p.Currency = "USD"
+				if m.Price != nil {
+					p.Currency = m.Price.Currency
+				}
+			}
+		}
 		c.Models[alias] = m
 	}
 }
@@ -604,6 +615,32 @@ func (c *Config) Validate() error {
 		}
 		if p := m.Price; p != nil && (p.Input < 0 || p.Output < 0 || p.CachedInput < 0) {
 			bad("model %q: prices must not be negative", a)
+		}
+		// One ISO 4217 currency per model, across its deployments: the
+		// ledger sums a model's cost, and a sum of two currencies is no
+		// amount.
+		currencies := map[string]bool{}
+		check := func(where string, p *Price) {
+			if p == nil {
+				return
+			}
+			if !money.ValidCurrency(p.Currency) {
+				bad("model %q%s: price currency %q is not an ISO 4217 code (e.g. USD, EUR, GBP, upper case)", a, where, p.Currency)
+				return
+			}
+			currencies[p.Currency] = true
+		}
+		check("", m.Price)
+		for i := range m.Targets {
+			check(fmt.Sprintf(" target %d", i), m.Targets[i].Price)
+		}
+		if len(currencies) > 1 {
+			cs := make([]string, 0, len(currencies))
+			for c := range currencies {
+				cs = append(cs, c)
+			}
+			sort.Strings(cs)
+			bad("model %q: prices in %s; every deployment of a model must use one currency", a, strings.Join(cs, " and "))
 		}
 		if err := m.Policy.Validate(); err != nil {
 			bad("model %q policy: %v", a, err)

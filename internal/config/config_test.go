@@ -116,6 +116,11 @@ func TestInvalid(t *testing.T) {
 		{"alias with slash", base + "models: {a/b: {targets: [{backend: b}]}}", "must not contain", nil},
 		{"model policy overCap without a cap", base + "models: {m: {targets: [{backend: b}], policy: {overCap: reject}}}", `model "m" policy`, nil},
 		{"model policy negative n", base + "models: {m: {targets: [{backend: b}], policy: {maxN: -1}}}", "maxN must not be negative", nil},
+		{"currency typo", base + "models: {m: {targets: [{backend: b}], price: {input: 1, output: 1, currency: EURO}}}", `price currency "EURO" is not an ISO 4217 code`, nil},
+		{"currency lower case", base + "models: {m: {targets: [{backend: b}], price: {input: 1, output: 1, currency: usd}}}", `price currency "usd"`, nil},
+		{"target currency typo", base + "models: {m: {targets: [{backend: b, price: {input: 1, currency: USS}}]}}", `model "m" target 0: price currency "USS"`, nil},
+		{"two currencies in one model", base + "models: {m: {targets: [{backend: b, price: {input: 1, currency: EUR}}], price: {input: 1, currency: USD}}}",
+			`model "m": prices in EUR and USD; every deployment of a model must use one currency`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

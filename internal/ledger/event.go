@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/store"
 )
 
@@ -64,9 +65,9 @@ type Event struct {
 	ReasoningTokens  int64 `json:"reasoningTokens"`
 	TotalTokens      int64 `json:"totalTokens"`
 
-	Cost        float64 `json:"cost"`
-	Currency    string  `json:"currency"`
-	UsageSource Source  `json:"usageSource"`
+	Cost        money.Nanos `json:"cost"`
+	Currency    string      `json:"currency"`
+	UsageSource Source      `json:"usageSource"`
 }
 
 // Day is the UTC date of t as yyyy-mm-dd.
@@ -119,7 +120,7 @@ func (e Event) entity() store.Entity {
 		"Region": e.Region, "Class": string(e.Class), "Status": int64(e.Status), "Stream": e.Stream,
 		"LatencyMs": e.LatencyMs, "PromptTokens": e.PromptTokens, "CachedTokens": e.CachedTokens,
 		"CompletionTokens": e.CompletionTokens, "ReasoningTokens": e.ReasoningTokens,
-		"TotalTokens": e.TotalTokens, "Cost": e.Cost, "Currency": e.Currency,
+		"TotalTokens": e.TotalTokens, "Cost": e.Cost.Float(), "CostNanos": int64(e.Cost), "Currency": e.Currency,
 		"UsageSource": string(e.UsageSource),
 	}}
 }
@@ -134,7 +135,7 @@ func eventFrom(en store.Entity) Event {
 		Status: int(p.i64("Status")), Stream: p.bool("Stream"), LatencyMs: p.i64("LatencyMs"),
 		PromptTokens: p.i64("PromptTokens"), CachedTokens: p.i64("CachedTokens"),
 		CompletionTokens: p.i64("CompletionTokens"), ReasoningTokens: p.i64("ReasoningTokens"),
-		TotalTokens: p.i64("TotalTokens"), Cost: p.f64("Cost"), Currency: p.str("Currency"),
+		TotalTokens: p.i64("TotalTokens"), Cost: p.cost(), Currency: p.str("Currency"),
 		UsageSource: Source(p.str("UsageSource")),
 	}
 }
@@ -158,6 +159,16 @@ func (p props) i64(k string) int64 {
 	}
 	return 0
 }
+
+// cost is the exact CostNanos column, or, on a row written before it
+// existed, the Cost column (a float64) rounded to the nano.
+func (p props) cost() money.Nanos {
+	if _, ok := p["CostNanos"]; ok {
+		return money.Nanos(p.i64("CostNanos"))
+	}
+	return money.FromFloat(p.f64("Cost"))
+}
+
 func (p props) f64(k string) float64 {
 	switch v := p[k].(type) {
 	case float64:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/azurite"
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/store"
 	"github.com/foundry-gateway/gateway/internal/store/embedded"
 	"github.com/foundry-gateway/gateway/internal/store/tables"
@@ -73,7 +74,7 @@ func ev(team, app, model string, at time.Time, i int) Event {
 	return Event{Time: at, RequestID: fmt.Sprintf("%s-%s-%d-%d", team, Day(at), at.UnixNano(), i), KeyID: "k1",
 		Team: team, App: app, Model: model, Class: ClassInteractive, Status: 200,
 		PromptTokens: p, CachedTokens: int64(i % 3), CompletionTokens: c, TotalTokens: p + c,
-		Cost: float64(p+c) * 0.000001, Currency: "USD", UsageSource: SourceReported}
+		Cost: money.Nanos(p+c) * 1000, Currency: "USD", UsageSource: SourceReported}
 }
 
 // allEvents reads every stored event of the given days through the index.
@@ -92,7 +93,7 @@ func allEvents(t *testing.T, tb Tables, days ...string) []Event {
 // sums are the totals a comparison needs.
 type sums struct {
 	Events                   int
-	Prompt, Completion, Cost int64 // Cost in micro-units
+	Prompt, Completion, Cost int64 // Cost in nanos
 }
 
 func sumOf(evs []Event) sums {
@@ -101,7 +102,7 @@ func sumOf(evs []Event) sums {
 		s.Events++
 		s.Prompt += e.PromptTokens
 		s.Completion += e.CompletionTokens
-		s.Cost += int64(e.Cost*1e6 + 0.5)
+		s.Cost += int64(e.Cost)
 	}
 	return s
 }

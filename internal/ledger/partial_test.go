@@ -23,7 +23,7 @@ func partialSums(t *testing.T, tb Tables, day string) sums {
 		s.Events += int(r.Requests)
 		s.Prompt += r.PromptTokens
 		s.Completion += r.CompletionTokens
-		s.Cost += int64(r.Cost*1e6 + 0.5)
+		s.Cost += int64(r.Cost)
 	}
 	return s
 }

@@ -1,15 +1,17 @@
 package ledger
 
 import (
+	"math"
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
-// Price is what a model alias costs per million tokens.
+// Price is what a model alias costs per million tokens, exactly.
 type Price struct {
-	Input, CachedInput, Output float64
+	Input, CachedInput, Output money.Nanos
 	Currency                   string
 }
 
@@ -21,14 +23,18 @@ type Tokens struct {
 }
 
 // Cost is (prompt−cached)×input + cached×cachedInput + completion×output,
-// per million tokens, less discount (a fraction: 0.5 halves the cost).
-// Cached tokens above the prompt count are taken as the prompt count.
-func Cost(p Price, t Tokens, discount float64) float64 {
+// per million tokens, less discount (a fraction: 0.5 halves the cost), in
+// exact integer nanos: each term is exact for prices with at most three
+// decimals; the discount is applied in parts per million and rounded half
+// up to the nano. Cached tokens above the prompt count are taken as the
+// prompt count.
+func Cost(p Price, t Tokens, discount float64) money.Nanos {
 	cached := min(max(t.Cached, 0), max(t.Prompt, 0))
 	uncached := max(t.Prompt, 0) - cached
-	c := (float64(uncached)*p.Input + float64(cached)*p.CachedInput + float64(max(t.Completion, 0))*p.Output) / 1e6
+	c := money.PerMillion(uncached, p.Input) + money.PerMillion(cached, p.CachedInput) +
+		money.PerMillion(max(t.Completion, 0), p.Output)
 	if discount > 0 {
-		c *= 1 - discount
+		c = money.Scale(c, 1_000_000-int64(math.Round(min(discount, 1)*1_000_000)))
 	}
 	return c
 }
@@ -73,7 +79,8 @@ func NewPricing(prices map[string]Price, batchDiscount float64, c counter) *Pric
 func PricesFromConfig(c config.Config) map[string]Price {
 	out := map[string]Price{}
 	conv := func(cp *config.Price) Price {
-		p := Price{Input: cp.Input, CachedInput: cp.CachedInput, Output: cp.Output, Currency: cp.Currency}
+		p := Price{Input: money.FromFloat(cp.Input), CachedInput: money.FromFloat(cp.CachedInput),
+			Output: money.FromFloat(cp.Output), Currency: cp.Currency}
 		if p.CachedInput == 0 {
 			p.CachedInput = p.Input
 		}
@@ -184,7 +191,7 @@ func (p *Pricing) Event(c Call) Event {
 // CostOf is the cost of reported usage u of model, served by backend's
 // deployment, in class (the same rule as Event), for telemetry; 0 for a
 // model without a price.
-func (p *Pricing) CostOf(model, backend, deployment string, class Class, u usage.Usage) float64 {
+func (p *Pricing) CostOf(model, backend, deployment string, class Class, u usage.Usage) money.Nanos {
 	pr, ok := p.price(model, backend, deployment)
 	if !ok {
 		return 0

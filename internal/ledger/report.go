@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/store"
 )
 
@@ -46,21 +47,22 @@ type Query struct {
 
 // Row is one line of a report. Dimensions not grouped by are empty.
 type Row struct {
-	Date              string  `json:"date,omitempty"`
-	Team              string  `json:"team,omitempty"`
-	App               string  `json:"app,omitempty"`
-	Model             string  `json:"model,omitempty"`
-	Class             string  `json:"class,omitempty"`
-	Requests          int64   `json:"requests"`
-	Errors            int64   `json:"errors"`
-	EstimatedRequests int64   `json:"estimatedRequests"`
-	PromptTokens      int64   `json:"promptTokens"`
-	CachedTokens      int64   `json:"cachedTokens"`
-	CompletionTokens  int64   `json:"completionTokens"`
-	ReasoningTokens   int64   `json:"reasoningTokens"`
-	TotalTokens       int64   `json:"totalTokens"`
-	Cost              float64 `json:"cost"`
-	Currency          string  `json:"currency"`
+	Date              string `json:"date,omitempty"`
+	Team              string `json:"team,omitempty"`
+	App               string `json:"app,omitempty"`
+	Model             string `json:"model,omitempty"`
+	Class             string `json:"class,omitempty"`
+	Requests          int64  `json:"requests"`
+	Errors            int64  `json:"errors"`
+	EstimatedRequests int64  `json:"estimatedRequests"`
+	PromptTokens      int64  `json:"promptTokens"`
+	CachedTokens      int64  `json:"cachedTokens"`
+	CompletionTokens  int64  `json:"completionTokens"`
+	ReasoningTokens   int64  `json:"reasoningTokens"`
+	TotalTokens       int64  `json:"totalTokens"`
+	// Cost is exact; JSON writes it with money.Decimals decimals.
+	Cost     money.Nanos `json:"cost"`
+	Currency string      `json:"currency"`
 }
 
 // ParseBy parses a comma-separated list of dimensions.
@@ -295,7 +297,7 @@ func Write(w io.Writer, format string, q Query, rows []Row) error {
 		cw := csv.NewWriter(w)
 		_ = cw.Write(columns(q.By))
 		for _, r := range rows {
-			_ = cw.Write(cells(r, q.By, strconv.FormatFloat(r.Cost, 'f', -1, 64)))
+			_ = cw.Write(cells(r, q.By, r.Cost.String()))
 		}
 		cw.Flush()
 		return cw.Error()
@@ -303,10 +305,10 @@ func Write(w io.Writer, format string, q Query, rows []Row) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, strings.Join(columns(q.By), "\t")+"\t")
 		for _, r := range rows {
-			fmt.Fprintln(tw, strings.Join(cells(r, q.By, strconv.FormatFloat(r.Cost, 'f', 4, 64)), "\t")+"\t")
+			fmt.Fprintln(tw, strings.Join(cells(r, q.By, r.Cost.String()), "\t")+"\t")
 		}
 		for _, t := range Totals(rows) {
-			c := cells(t, q.By, strconv.FormatFloat(t.Cost, 'f', 4, 64))
+			c := cells(t, q.By, t.Cost.String())
 			if len(q.By) > 0 {
 				c[0] = "TOTAL"
 			}

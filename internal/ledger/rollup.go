@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/store"
 )
 
@@ -27,7 +28,7 @@ type DailyRow struct {
 	CompletionTokens  int64
 	ReasoningTokens   int64
 	TotalTokens       int64
-	Cost              float64
+	Cost              money.Nanos
 	Currency          string
 	UpdatedAt         time.Time
 }
@@ -43,7 +44,7 @@ func (r DailyRow) entity() store.Entity {
 		"Date": r.Date, "Team": r.Team, "App": r.App, "Model": r.Model, "Class": string(r.Class),
 		"Requests": r.Requests, "Errors": r.Errors, "EstimatedRequests": r.EstimatedRequests,
 		"PromptTokens": r.PromptTokens, "CachedTokens": r.CachedTokens, "CompletionTokens": r.CompletionTokens,
-		"ReasoningTokens": r.ReasoningTokens, "TotalTokens": r.TotalTokens, "Cost": r.Cost,
+		"ReasoningTokens": r.ReasoningTokens, "TotalTokens": r.TotalTokens, "Cost": r.Cost.Float(), "CostNanos": int64(r.Cost),
 		"Currency": r.Currency, "UpdatedAt": r.UpdatedAt.UTC(),
 	}}
 }
@@ -54,7 +55,7 @@ func dailyFrom(en store.Entity) DailyRow {
 		Class: Class(p.str("Class")), Requests: p.i64("Requests"), Errors: p.i64("Errors"),
 		EstimatedRequests: p.i64("EstimatedRequests"), PromptTokens: p.i64("PromptTokens"),
 		CachedTokens: p.i64("CachedTokens"), CompletionTokens: p.i64("CompletionTokens"),
-		ReasoningTokens: p.i64("ReasoningTokens"), TotalTokens: p.i64("TotalTokens"), Cost: p.f64("Cost"),
+		ReasoningTokens: p.i64("ReasoningTokens"), TotalTokens: p.i64("TotalTokens"), Cost: p.cost(),
 		Currency: p.str("Currency"), UpdatedAt: p.time("UpdatedAt")}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -192,7 +191,7 @@ func TestReportTotalsEqualEvents(t *testing.T) {
 				t.Fatalf("got %v currencies, want 1", len(tot))
 			}
 			got := tot[0]
-			if got.Requests != want.Requests || got.PromptTokens != want.PromptTokens || got.CompletionTokens != want.CompletionTokens || math.Abs(got.Cost-want.Cost) > 1e-9 {
+			if got.Requests != want.Requests || got.PromptTokens != want.PromptTokens || got.CompletionTokens != want.CompletionTokens || got.Cost != want.Cost {
 				t.Errorf("got %+v, want %+v", got, want)
 			}
 		})
@@ -201,7 +200,7 @@ func TestReportTotalsEqualEvents(t *testing.T) {
 
 func TestWriteFormats(t *testing.T) {
 	q := Query{From: day1, To: day1, By: []string{"team", "model"}}
-	rows := []Row{{Team: "research", Model: "gpt-4o-mini", Requests: 2, PromptTokens: 10, CompletionTokens: 4, TotalTokens: 14, Cost: 0.0000123, Currency: "USD"}}
+	rows := []Row{{Team: "research", Model: "gpt-4o-mini", Requests: 2, PromptTokens: 10, CompletionTokens: 4, TotalTokens: 14, Cost: 12_300, Currency: "USD"}}
 	tests := []struct {
 		format string
 		check  func(t *testing.T, out string)
@@ -214,7 +213,7 @@ func TestWriteFormats(t *testing.T) {
 			if got, want := strings.Join(recs[0], ","), "Team,Model,Requests,Errors,EstimatedRequests,PromptTokens,CachedTokens,CompletionTokens,ReasoningTokens,TotalTokens,Cost,Currency"; got != want {
 				t.Errorf("got header %v, want %v", got, want)
 			}
-			if got, want := recs[1][10], "0.0000123"; got != want {
+			if got, want := recs[1][10], "0.000012"; got != want {
 				t.Errorf("got cost %v, want %v", got, want)
 			}
 		}},

@@ -8,7 +8,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/foundry-gateway/gateway/internal/money"
 )
+
+// spoolLine is one spool line: the event, and its exact cost (the JSON
+// "cost" is rounded to money.Decimals; a line written before costNanos
+// existed has a float64 there, read as exactly as it was written).
+type spoolLine struct {
+	Event
+	CostNanos *int64 `json:"costNanos,omitempty"`
+}
 
 // spool is an append-only file of events (JSON lines) kept while the store
 // is down. It is used by one goroutine at a time (the Writer's flush lock).
@@ -30,7 +40,8 @@ func (s spool) append(evs []Event) error {
 	bw := bufio.NewWriterSize(f, 64<<10)
 	enc := json.NewEncoder(bw)
 	for _, e := range evs {
-		if err = enc.Encode(e); err != nil {
+		n := int64(e.Cost)
+		if err = enc.Encode(spoolLine{Event: e, CostNanos: &n}); err != nil {
 			break
 		}
 	}
@@ -76,10 +87,14 @@ func (s spool) replay(n int, write func([]Event) error) (replayed, bad int, err 
 	sc.Buffer(make([]byte, 64<<10), 8<<20)
 	chunk := make([]Event, 0, n)
 	for sc.Scan() {
-		var e Event
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.RequestID == "" {
+		var l spoolLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.RequestID == "" {
 			bad++
 			continue
+		}
+		e := l.Event
+		if l.CostNanos != nil {
+			e.Cost = money.Nanos(*l.CostNanos)
 		}
 		chunk = append(chunk, e)
 		if len(chunk) == n {
