@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/ledger"
+	"github.com/foundry-gateway/gateway/internal/money"
 )
 
 // TestUsagePageScreenshot opens the usage page in headless Chromium against
@@ -30,8 +31,8 @@ func TestUsagePageScreenshot(t *testing.T) {
 		load(t, s.URL, s.Keys[tm], 30*(i+1))
 	}
 	// Past days: events as the gateway would have recorded them.
-	pricing := ledger.NewPricing(map[string]ledger.Price{"gpt-4o-mini": {Input: 0.15, CachedInput: 0.075, Output: 0.6, Currency: "USD"},
-		"o4-mini": {Input: 1.1, CachedInput: 0.275, Output: 4.4, Currency: "USD"}}, 0, nil)
+	pricing := ledger.NewPricing(map[string]ledger.Price{"gpt-4o-mini": {Input: money.FromFloat(0.15), CachedInput: money.FromFloat(0.075), Output: money.FromFloat(0.6), Currency: "USD"},
+		"o4-mini": {Input: money.FromFloat(1.1), CachedInput: money.FromFloat(0.275), Output: money.FromFloat(4.4), Currency: "USD"}}, 0, nil)
 	now := time.Now().UTC()
 	for d := 1; d < 14; d++ {
 		for j, tm := range teams {
