@@ -2,8 +2,10 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
+	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/openai"
 )
 
@@ -50,6 +52,10 @@ func (g *Gate) Admit(ctx context.Context, h http.Header, subjects []Subject, req
 	t, err := g.L.Admit(ctx, subjects, g.L.Estimate(req, prompt))
 	if err != nil {
 		g.L.SetHeaders(h, subjects)
+		if he := (*httperr.Error)(nil); errors.As(err, &he) && he.Code == CodeMonthly {
+			// The budget is spent: say so, whatever the minute window holds.
+			h.Set(HeaderRemainingTokens, "0")
+		}
 		return nil, err
 	}
 	return t, nil

@@ -40,6 +40,11 @@ func (SystemClock) Now() time.Time { return time.Now() }
 type Estimate struct {
 	// Tokens: prompt estimate plus the requested (or default) output.
 	Tokens int64
+	// Prompt and Output are its parts (Output = max output × n); Default
+	// says the request set no max output, so Output is the configured
+	// defaultMaxOutput. For the message of a request that can never fit.
+	Prompt, Output int64
+	Default        bool
 }
 
 // Limiter admits requests against RPM, TPM and monthly token limits shared
@@ -138,17 +143,18 @@ func (l *Limiter) Overrides() *Overrides { return l.ovTable }
 // max output (or limits.defaultMaxOutput) times n.
 func (l *Limiter) Estimate(req openai.Request, promptTokens int64) Estimate {
 	if req.Op == openai.OpEmbeddings {
-		return Estimate{Tokens: promptTokens}
+		return Estimate{Tokens: promptTokens, Prompt: promptTokens}
 	}
 	out := req.MaxOutput
-	if out <= 0 {
+	def := out <= 0
+	if def {
 		out = l.cfg.DefaultMaxOutput
 	}
 	n := req.N
 	if n < 1 {
 		n = 1
 	}
-	return Estimate{Tokens: promptTokens + out*n}
+	return Estimate{Tokens: promptTokens + out*n, Prompt: promptTokens, Output: out * n, Default: def}
 }
 
 // Limits returns the limits that apply to s now: the configuration
@@ -244,6 +250,9 @@ func (l *Limiter) Admit(ctx context.Context, subjects []Subject, est Estimate) (
 				}
 			}
 			if lim.TPM > 0 {
+				if need > lim.TPM {
+					return nil, tooLarge(s, "tokens-per-minute limit", lim.TPM, est)
+				}
 				if ok, shareOnly := fits(lim.TPM, w.othersTokens, w.tokens, w.atReadTokens, w.writers, need); !ok {
 					return nil, l.refuse(s, "tokens", lim.TPM, w, now, shareOnly)
 				}
@@ -251,14 +260,23 @@ func (l *Limiter) Admit(ctx context.Context, subjects []Subject, est Estimate) (
 			c.win = w
 		}
 		if lim.MonthlyTokens > 0 {
+			if need > lim.MonthlyTokens {
+				return nil, tooLarge(s, "monthly token budget", lim.MonthlyTokens, est)
+			}
 			m := st.current(now, 0, true, l.live.Load())
 			if ok, shareOnly := fits(lim.MonthlyTokens, m.othersTokens, m.tokens, m.atReadTokens, m.writers, need); !ok {
-				if shareOnly {
+				// A refusal by this instance's share is a short wait while
+				// the remainder holds several such requests for every
+				// instance; once it holds fewer (the end game) the budget is
+				// spent for requests of this size: the monthly refusal,
+				// never a 429 with Retry-After: 1 that clients retry.
+				if shareOnly && !endGame(lim.MonthlyTokens, m.othersTokens, m.atReadTokens, m.writers, need) {
 					return nil, l.refuse(s, "monthly tokens", lim.MonthlyTokens, m, now, true)
 				}
+				left := max(lim.MonthlyTokens-m.othersTokens-m.tokens, 0)
 				e := httperr.New(l.cfg.MonthlyExceeded, CodeMonthly, fmt.Sprintf(
-					"The monthly token budget of %s %s (%d tokens) is used up; it resets at %s.",
-					s.Kind, s.ID, lim.MonthlyTokens, m.end.Format(time.RFC3339)))
+					"The monthly token budget of %s %s (%d tokens) is used up: %d tokens left, fewer than this request's estimate of %d can take; it resets at %s.",
+					s.Kind, s.ID, lim.MonthlyTokens, left, need, m.end.Format(time.RFC3339)))
 				e.RetryAfter = m.end.Sub(now)
 				return nil, e
 			}
@@ -346,6 +364,39 @@ func fits(limit, others, mine, mineAtRead, writers, need int64) (ok, shareOnly b
 		return true, false
 	}
 	return false, true
+}
+
+// endGame reports whether the remainder of a budget at the last read is
+// smaller than this request's share across the instances: fewer than about
+// 2 × writers requests of this size are left.
+func endGame(limit, others, mineAtRead, writers, need int64) bool {
+	n := max(writers, 1)
+	div := 2 * n
+	if n == 1 {
+		div = 1
+	}
+	return (limit-others-mineAtRead)/div < need
+}
+
+// CodeTooLarge is the code of a request whose own estimate exceeds a limit:
+// it could never be admitted, so retrying is pointless.
+const CodeTooLarge = "request_too_large"
+
+// tooLarge is the non-retryable 400 for a request whose estimate exceeds
+// limit on its own, naming the estimate and what to change.
+func tooLarge(s Subject, what string, limit int64, est Estimate) error {
+	var fix string
+	switch {
+	case est.Default:
+		fix = fmt.Sprintf(" The request sets no max_tokens (max_completion_tokens / max_output_tokens), so %d output tokens are reserved; set it lower.", est.Output)
+	case est.Output > 0:
+		fix = fmt.Sprintf(" Lower max_tokens (%d output tokens reserved) or shorten the prompt.", est.Output)
+	default:
+		fix = " Shorten the input."
+	}
+	return httperr.New(http.StatusBadRequest, CodeTooLarge, fmt.Sprintf(
+		"This request is estimated at %d tokens (%d prompt + %d output), more than the %s of %s %s (%d); it can never be admitted.%s",
+		est.Tokens, est.Prompt, est.Output, what, s.Kind, s.ID, limit, fix))
 }
 
 func (l *Limiter) refuse(s Subject, what string, limit int64, c *counter, now time.Time, shareOnly bool) error {

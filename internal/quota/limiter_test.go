@@ -51,8 +51,10 @@ func TestAdmit(t *testing.T) {
 			&SubjectOverride{key1, Override{RPM: ptr(5)}}, []Subject{key1}, 1, 5, 429, CodeRateLimit, 0},
 		{"override of another key changes nothing", func(c *config.LimitsConfig) { c.Defaults.Key = config.Limit{RPM: 2} },
 			&SubjectOverride{Subject{KindKey, "other"}, Override{RPM: ptr(5)}}, []Subject{key1}, 1, 2, 429, CodeRateLimit, 0},
-		{"request bigger than the limit", func(c *config.LimitsConfig) { c.Defaults.Key = config.Limit{TPM: 100} },
-			nil, []Subject{key1}, 101, 0, 429, CodeRateLimit, 0},
+		{"request bigger than the tpm limit: 400, never a retryable 429", func(c *config.LimitsConfig) { c.Defaults.Key = config.Limit{TPM: 100} },
+			nil, []Subject{key1}, 101, 0, 400, CodeTooLarge, 0},
+		{"request bigger than the monthly budget: 400", func(c *config.LimitsConfig) { c.Defaults.Team = config.Limit{MonthlyTokens: 100} },
+			nil, []Subject{key1, teamR}, 101, 0, 400, CodeTooLarge, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
