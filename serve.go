@@ -21,6 +21,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/jobs"
 	"github.com/foundry-gateway/gateway/internal/ledger"
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/queue"
 	queueembedded "github.com/foundry-gateway/gateway/internal/queue/embedded"
@@ -203,7 +204,10 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		// Job tokens count against the caller's monthly budget (not the
 		// interactive rate windows).
 		if res.Usage.Reported {
-			lim.Charge(quota.Subjects(j.KeyID, j.Team, j.App), max(res.Usage.TotalTokens, res.Usage.PromptTokens+res.Usage.CompletionTokens))
+			subjects := quota.Subjects(j.KeyID, j.Team, j.App)
+			lim.Charge(subjects, max(res.Usage.TotalTokens, res.Usage.PromptTokens+res.Usage.CompletionTokens))
+			cost, cur := pricing.CostOf(j.Model, res.Backend, res.Deployment, ledger.ClassBatch, res.Usage)
+			lim.ChargeCost(subjects, cost, cur)
 		}
 		// Make the usage row durable before the drain stores the result and
 		// completes the message: a crash in between re-runs the job, and
@@ -242,8 +246,8 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		},
 		Quota:     &quota.Gate{L: lim, Counter: tc},
 		Telemetry: tel,
-		Cost: func(model, backend, deployment string, u usage.Usage) float64 {
-			return pricing.CostOf(model, backend, deployment, ledger.ClassInteractive, u).Float()
+		Cost: func(model, backend, deployment string, u usage.Usage) (money.Nanos, string) {
+			return pricing.CostOf(model, backend, deployment, ledger.ClassInteractive, u)
 		},
 		UsageReports: daily,
 	}

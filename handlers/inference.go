@@ -114,6 +114,9 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		res := g.Proxy.Forward(c.Response(), r, m, call)
 		if ticket != nil {
 			ticket.SettleUsage(res.Usage)
+			if g.Cost != nil && res.Usage.Reported {
+				ticket.AddCost(g.Cost(req.Model, res.Backend, res.Deployment, res.Usage))
+			}
 		}
 		e := Event{
 			Time: start.UTC(), RequestID: call.RequestID, KeyID: p.KeyID, Team: p.Team, App: p.App,
@@ -131,7 +134,8 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 				"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
 				"reasoning_tokens": float64(res.Usage.ReasoningTokens), "ttfb_ms": float64(res.TTFB.Microseconds()) / 1000}
 			if g.Cost != nil && res.Usage.Reported {
-				meas["cost"] = g.Cost(req.Model, res.Backend, res.Deployment, res.Usage)
+				cost, _ := g.Cost(req.Model, res.Backend, res.Deployment, res.Usage)
+				meas["cost"] = cost.Float()
 			}
 			c.Set(ctxMeasurements, meas)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jobs"
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/quota"
@@ -116,8 +117,9 @@ type Deps struct {
 	Tokens promptCounter
 	// Telemetry records requests (nil = off).
 	Telemetry *telemetry.Client
-	// Cost prices an interactive call's usage for telemetry (nil = none).
-	Cost func(model, backend, deployment string, u usage.Usage) float64
+	// Cost prices an interactive call's usage, exactly, with its currency:
+	// for telemetry and the monthly cost budgets (nil = none).
+	Cost func(model, backend, deployment string, u usage.Usage) (money.Nanos, string)
 	// UsageReports serves /admin/usage and its page: admins read every
 	// team's usage, other callers their own team's.
 	UsageReports usageReporter

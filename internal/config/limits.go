@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/foundry-gateway/gateway/internal/money"
 )
 
 // FailMode is what admission does while the Counters table is unreachable.
@@ -29,6 +31,12 @@ type Limit struct {
 	TPM int64 `yaml:"tpm" json:"tpm"`
 	// MonthlyTokens is the token budget per UTC calendar month.
 	MonthlyTokens int64 `yaml:"monthlyTokens" json:"monthlyTokens"`
+	// MonthlyCost is the hard cost budget per UTC calendar month, in
+	// limits.currency: once the month's cost reaches it, requests get 403
+	// budget_exceeded. MonthlyCostSoft is the warning level: above it
+	// responses carry x-gateway-budget-warning and the gateway logs once.
+	MonthlyCost     float64 `yaml:"monthlyCost" json:"monthlyCost"`
+	MonthlyCostSoft float64 `yaml:"monthlyCostSoft" json:"monthlyCostSoft"`
 }
 
 // LimitDefaults apply to subjects without their own entry or override.
@@ -68,6 +76,9 @@ type LimitsConfig struct {
 	// request sets no max_tokens / max_completion_tokens /
 	// max_output_tokens. Default 1000. Settlement corrects it.
 	DefaultMaxOutput int64 `yaml:"defaultMaxOutput" json:"defaultMaxOutput"`
+	// Currency of monthlyCost budgets (ISO 4217, default USD). Only the
+	// cost of calls priced in it counts; no exchange rates are applied.
+	Currency string `yaml:"currency" json:"currency"`
 }
 
 func (l *LimitsConfig) applyDefaults() {
@@ -91,6 +102,9 @@ func (l *LimitsConfig) applyDefaults() {
 	}
 	if l.DefaultMaxOutput == 0 {
 		l.DefaultMaxOutput = 1000
+	}
+	if l.Currency == "" {
+		l.Currency = "USD"
 	}
 }
 
@@ -126,9 +140,15 @@ func (l *LimitsConfig) Validate() []error {
 	if l.DefaultMaxOutput < 0 {
 		bad("defaultMaxOutput %d: must not be negative", l.DefaultMaxOutput)
 	}
+	if !money.ValidCurrency(l.Currency) {
+		bad("currency %q: not an ISO 4217 code (e.g. USD, EUR, upper case)", l.Currency)
+	}
 	check := func(where string, x Limit) {
-		if x.RPM < 0 || x.TPM < 0 || x.MonthlyTokens < 0 {
+		if x.RPM < 0 || x.TPM < 0 || x.MonthlyTokens < 0 || x.MonthlyCost < 0 || x.MonthlyCostSoft < 0 {
 			bad("%s: limits must not be negative (0 means unlimited)", where)
+		}
+		if x.MonthlyCost > 0 && x.MonthlyCostSoft > x.MonthlyCost {
+			bad("%s: monthlyCostSoft %v is above monthlyCost %v", where, x.MonthlyCostSoft, x.MonthlyCost)
 		}
 	}
 	check("defaults.key", l.Defaults.Key)

@@ -189,16 +189,16 @@ func (p *Pricing) Event(c Call) Event {
 }
 
 // CostOf is the cost of reported usage u of model, served by backend's
-// deployment, in class (the same rule as Event), for telemetry; 0 for a
-// model without a price.
-func (p *Pricing) CostOf(model, backend, deployment string, class Class, u usage.Usage) money.Nanos {
+// deployment, in class (the same rule as Event), and its currency, for
+// telemetry and cost budgets; 0 and "" for a model without a price.
+func (p *Pricing) CostOf(model, backend, deployment string, class Class, u usage.Usage) (money.Nanos, string) {
 	pr, ok := p.price(model, backend, deployment)
 	if !ok {
-		return 0
+		return 0, ""
 	}
 	d := 0.0
 	if class == ClassBatch {
 		d = p.discount
 	}
-	return Cost(pr, Tokens{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens}, d)
+	return Cost(pr, Tokens{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens}, d), pr.Currency
 }

@@ -131,8 +131,8 @@ models:
 			if e.Cost != tt.want || e.Currency != tt.currency {
 				t.Errorf("event cost %v %s, want %v %s", e.Cost, e.Currency, tt.want, tt.currency)
 			}
-			if got := p.CostOf(tt.model, tt.backend, tt.deployment, ClassInteractive, u); got != tt.want {
-				t.Errorf("CostOf %v, want %v", got, tt.want)
+			if got, cur := p.CostOf(tt.model, tt.backend, tt.deployment, ClassInteractive, u); got != tt.want || cur != tt.currency {
+				t.Errorf("CostOf %v %s, want %v %s", got, cur, tt.want, tt.currency)
 			}
 		})
 	}

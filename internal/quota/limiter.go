@@ -56,6 +56,7 @@ type Limiter struct {
 	cfg      config.LimitsConfig
 	clock    Clock
 	log      *slog.Logger
+	warned   map[string]bool // soft budget warnings logged (subject|month), under mu
 	instance string
 
 	window time.Duration
@@ -95,6 +96,9 @@ type counter struct {
 	// the floor carried from the previous window.
 	writers  int64
 	inflight int
+	// cost, pushedCost, othersCost: the same for cost in limits.currency
+	// (nanos), monthly counters only; charged when a call's cost is known.
+	cost, pushedCost, othersCost int64
 }
 
 type subjectState struct {
@@ -188,6 +192,8 @@ type Ticket struct {
 	charges []charge
 	buf     [3]charge
 
+	// warning: a soft cost budget is passed (HeaderBudgetWarning).
+	warning string
 	// The tightest subject's figures, after this request, for the headers.
 	limitRequests, remainingRequests int64
 	limitTokens, remainingTokens     int64
@@ -259,28 +265,33 @@ func (l *Limiter) Admit(ctx context.Context, subjects []Subject, est Estimate) (
 			}
 			c.win = w
 		}
+		if lim.MonthlyTokens > 0 || lim.MonthlyCost > 0 {
+			c.month = st.current(now, 0, true, l.live.Load())
+		}
+		if lim.MonthlyCost > 0 {
+			if err := l.checkCost(s, lim, c.month, now, t); err != nil {
+				return nil, err
+			}
+		}
 		if lim.MonthlyTokens > 0 {
 			if need > lim.MonthlyTokens {
 				return nil, tooLarge(s, "monthly token budget", lim.MonthlyTokens, est)
 			}
-			m := st.current(now, 0, true, l.live.Load())
-			if ok, shareOnly := fits(lim.MonthlyTokens, m.othersTokens, m.tokens, m.atReadTokens, m.writers, need); !ok {
-				// A refusal by this instance's share is a short wait while
-				// the remainder holds several such requests for every
-				// instance; once it holds fewer (the end game) the budget is
-				// spent for requests of this size: the monthly refusal,
-				// never a 429 with Retry-After: 1 that clients retry.
-				if shareOnly && !endGame(lim.MonthlyTokens, m.othersTokens, m.atReadTokens, m.writers, need) {
-					return nil, l.refuse(s, "monthly tokens", lim.MonthlyTokens, m, now, true)
-				}
+			m := c.month
+			// A budget is checked against the global total only, without the
+			// per-instance share of the rate windows: a share refusal would
+			// be a 429 with Retry-After: 1 while tokens are left (clients
+			// retry it), and near the end, where an overshoot could happen,
+			// the remainder each instance can take is small anyway. Bound:
+			// README, "Budgets".
+			if m.othersTokens+m.tokens+need > lim.MonthlyTokens {
 				left := max(lim.MonthlyTokens-m.othersTokens-m.tokens, 0)
 				e := httperr.New(l.cfg.MonthlyExceeded, CodeMonthly, fmt.Sprintf(
-					"The monthly token budget of %s %s (%d tokens) is used up: %d tokens left, fewer than this request's estimate of %d can take; it resets at %s.",
+					"The monthly token budget of %s %s (%d tokens) is used up: %d tokens left, fewer than this request's estimate of %d; it resets at %s.",
 					s.Kind, s.ID, lim.MonthlyTokens, left, need, m.end.Format(time.RFC3339)))
 				e.RetryAfter = m.end.Sub(now)
 				return nil, e
 			}
-			c.month = m
 		}
 		t.charges = append(t.charges, c)
 	}
@@ -364,18 +375,6 @@ func fits(limit, others, mine, mineAtRead, writers, need int64) (ok, shareOnly b
 		return true, false
 	}
 	return false, true
-}
-
-// endGame reports whether the remainder of a budget at the last read is
-// smaller than this request's share across the instances: fewer than about
-// 2 × writers requests of this size are left.
-func endGame(limit, others, mineAtRead, writers, need int64) bool {
-	n := max(writers, 1)
-	div := 2 * n
-	if n == 1 {
-		div = 1
-	}
-	return (limit-others-mineAtRead)/div < need
 }
 
 // CodeTooLarge is the code of a request whose own estimate exceeds a limit:
@@ -530,6 +529,9 @@ func (t *Ticket) SetHeaders(h http.Header) {
 	if t.limitTokens >= 0 {
 		h.Set(HeaderLimitTokens, strconv.FormatInt(t.limitTokens, 10))
 		h.Set(HeaderRemainingTokens, strconv.FormatInt(t.remainingTokens, 10))
+	}
+	if t.warning != "" {
+		h.Set(HeaderBudgetWarning, t.warning)
 	}
 }
 

@@ -47,8 +47,8 @@ func TestTooLargeNamesEstimateAndMaxTokens(t *testing.T) {
 // after every request. Near the end, where the old code answered 429
 // rate_limit_exceeded with Retry-After: 1 while tokens were left, every
 // refusal is now 403 monthly_budget_exceeded with x-ratelimit-remaining-
-// tokens 0, and the tokens admitted stay within the budget plus one
-// request per instance.
+// tokens 0, and the budget is used up with at most one request more (a
+// reads b's count one request late).
 func TestMonthlyBudgetEndGame(t *testing.T) {
 	ctx := context.Background()
 	counters, limits := openTables(t)
@@ -99,11 +99,10 @@ func TestMonthlyBudgetEndGame(t *testing.T) {
 			t.Errorf("got %d %s (%s), want 403 %s", he.Status, he.Code, he.Msg, CodeMonthly)
 		}
 	}
-	if admitted > 20_000+2*1000 {
-		t.Errorf("admitted %d tokens, want at most the budget plus one request per instance", admitted)
-	}
-	if admitted < 20_000-4*1000 {
-		t.Errorf("admitted %d tokens, want most of the 20,000 budget used", admitted)
+	// Instance a syncs first, so it reads b's count one request late: one
+	// request of overshoot at most.
+	if admitted < 20_000 || admitted > 21_000 {
+		t.Errorf("admitted %d tokens, want the 20,000 budget and at most one request more", admitted)
 	}
 	t.Logf("admitted %d of 20,000 tokens; %d refusals", admitted, len(refusals))
 }

@@ -14,6 +14,7 @@ import (
 // Counters table columns.
 const (
 	colTokens   = "Tokens"
+	colCost     = "CostNanos" // monthly rows: cost in limits.currency, 10⁻⁹ units
 	colRequests = "Requests"
 	colStart    = "WindowStart"
 	colSeen     = "Seen"
@@ -108,8 +109,8 @@ type subjectWork struct {
 }
 
 type pushItem struct {
-	c                *counter
-	tokens, requests int64
+	c                      *counter
+	tokens, requests, cost int64
 }
 
 // plan snapshots what to push and read, and forgets old counters.
@@ -122,8 +123,8 @@ func (l *Limiter) plan(now time.Time, read, readMonths bool) []subjectWork {
 		for _, list := range []*[]*counter{&st.wins, &st.months} {
 			kept := (*list)[:0]
 			for _, c := range *list {
-				if c.tokens != c.pushedTokens || c.requests != c.pushedRequests {
-					w.pushes = append(w.pushes, pushItem{c: c, tokens: c.tokens, requests: c.requests})
+				if c.tokens != c.pushedTokens || c.requests != c.pushedRequests || c.cost != c.pushedCost {
+					w.pushes = append(w.pushes, pushItem{c: c, tokens: c.tokens, requests: c.requests, cost: c.cost})
 				}
 				current := !now.Before(c.start) && now.Before(c.end)
 				if read && current && (!c.month || readMonths) {
@@ -133,7 +134,7 @@ func (l *Limiter) plan(now time.Time, read, readMonths bool) []subjectWork {
 				if c.month {
 					grace = 0
 				}
-				done := c.tokens == c.pushedTokens && c.requests == c.pushedRequests && c.inflight == 0
+				done := c.tokens == c.pushedTokens && c.requests == c.pushedRequests && c.cost == c.pushedCost && c.inflight == 0
 				if done && !now.Before(c.end.Add(grace)) {
 					continue // expired and fully in the table
 				}
@@ -222,7 +223,7 @@ func (l *Limiter) syncSubject(ctx context.Context, w *subjectWork) error {
 				// Later pushes only ever carry newer cumulative counts, and
 				// pushes of one counter never run concurrently (Run is the
 				// only caller besides Flush, which runs after it).
-				p.c.pushedTokens, p.c.pushedRequests = p.tokens, p.requests
+				p.c.pushedTokens, p.c.pushedRequests, p.c.pushedCost = p.tokens, p.requests, p.cost
 			}
 			l.mu.Unlock()
 		}
@@ -233,21 +234,23 @@ func (l *Limiter) syncSubject(ctx context.Context, w *subjectWork) error {
 			errs = append(errs, fmt.Errorf("read %s %s: %w", w.pk, c.rk, err))
 			continue
 		}
-		var tok, req, writers int64
+		var tok, req, cost, writers int64
 		for _, r := range rows {
 			if strings.HasSuffix(r.RowKey, "|"+l.instance) {
 				continue
 			}
 			t, _ := r.Props[colTokens].(int64)
 			q, _ := r.Props[colRequests].(int64)
+			k, _ := r.Props[colCost].(int64)
 			tok += t
 			req += q
+			cost += k
 			if t != 0 || q != 0 {
 				writers++
 			}
 		}
 		l.mu.Lock()
-		c.othersTokens, c.othersRequests = tok, req
+		c.othersTokens, c.othersRequests, c.othersCost = tok, req, cost
 		c.atReadTokens, c.atReadRequests = c.tokens, c.requests
 		if writers+1 > c.writers {
 			c.writers = writers + 1
@@ -258,7 +261,7 @@ func (l *Limiter) syncSubject(ctx context.Context, w *subjectWork) error {
 }
 
 func (l *Limiter) row(pk string, p pushItem) store.Entity {
-	return store.Entity{
+	e := store.Entity{
 		PartitionKey: pk,
 		RowKey:       p.c.rk + "|" + l.instance,
 		Props: map[string]any{
@@ -267,6 +270,10 @@ func (l *Limiter) row(pk string, p pushItem) store.Entity {
 			colStart:    p.c.start,
 		},
 	}
+	if p.c.month {
+		e.Props[colCost] = p.cost
+	}
+	return e
 }
 
 // health records whether the table answered, logging the change once and,
