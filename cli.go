@@ -39,6 +39,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	overCap := fs.String("over-cap", "", "create: clamp (default) or reject requests above --max-output-tokens")
 	fs.Int64Var(&cr.Scope.MaxN, "max-n", 0, "create: cap on n and best_of (0 = none)")
 	fs.BoolVar(&cr.Scope.Admin, "admin", false, "create: the key may use the admin API")
+	fs.BoolVar(&cr.Scope.UsageRead, "usage-read", false, "create: a finance key (usage:read): reads every team's usage and nothing else")
 	expiresIn := fs.String("expires-in", "", "create, rotate: lifetime of the key, e.g. 720h or 90d (default: never; rotate: the old key's lifetime)")
 	expiresAt := fs.String("expires-at", "", "create, rotate: expiry as RFC 3339 time")
 	secretOnly := fs.Bool("secret-only", false, "create, rotate: print only the key (for scripts)")
@@ -190,6 +191,9 @@ func scopeText(s policy.Scope) string {
 	}
 	if s.Admin {
 		parts = append(parts, "admin")
+	}
+	if s.UsageRead {
+		parts = append(parts, "usage:read")
 	}
 	if len(parts) == 0 {
 		return "all"

@@ -73,7 +73,20 @@ func (g *gateway) usageAuthz(r *http.Request) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	return p.Team, p.Scope.Admin, nil
+	return p.Team, p.Scope.Admin || p.Scope.UsageRead, nil
+}
+
+// caller authenticates a caller of the OpenAI and jobs routes: a usage:read
+// (finance) credential may not use them.
+func (g *gateway) caller(ctx context.Context, h http.Header) (auth.Principal, error) {
+	p, err := g.Auth.Authenticate(ctx, h)
+	if err != nil {
+		return p, err
+	}
+	if p.Scope.UsageRead {
+		return p, httperr.Forbidden("usage_read_only", "This credential has the usage:read scope: it may read usage (GET /gateway/admin/usage) and nothing else.")
+	}
+	return p, nil
 }
 
 // adminBackends serves GET /admin/backends: health, cooling and load per backend.

@@ -33,7 +33,7 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		start := time.Now()
 		r := c.Request()
 		ctx := r.Context()
-		p, err := g.Auth.Authenticate(ctx, r.Header)
+		p, err := g.caller(ctx, r.Header)
 		if err != nil {
 			return err
 		}

@@ -58,7 +58,7 @@ func (g *gateway) getJob(c echo.Context) error {
 	if err := g.jobsEnabled(); err != nil {
 		return err
 	}
-	p, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header)
+	p, err := g.caller(c.Request().Context(), c.Request().Header)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func (g *gateway) cancelJob(c echo.Context) error {
 	if err := g.jobsEnabled(); err != nil {
 		return err
 	}
-	p, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header)
+	p, err := g.caller(c.Request().Context(), c.Request().Header)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (g *gateway) listJobs(c echo.Context) error {
 	if err := g.jobsEnabled(); err != nil {
 		return err
 	}
-	p, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header)
+	p, err := g.caller(c.Request().Context(), c.Request().Header)
 	if err != nil {
 		return err
 	}

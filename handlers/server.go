@@ -171,7 +171,7 @@ func (g *gateway) readyz(c echo.Context) error {
 }
 
 func (g *gateway) models(c echo.Context) error {
-	p, err := g.Auth.Authenticate(c.Request().Context(), c.Request().Header)
+	p, err := g.caller(c.Request().Context(), c.Request().Header)
 	if err != nil {
 		return err
 	}

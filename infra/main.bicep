@@ -122,6 +122,17 @@ param gatewayConfigPath string = 'gateway.yaml'
 @description('Optional object id of the user or service principal that runs make deploy. It gets Storage Blob Data Contributor on the deployment container, which Elastic Premium needs to upload the package (shared keys are disabled). Leave empty on Flex Consumption.')
 param deployerPrincipalId string = ''
 
+@description('Optional object id of the finance group that reads usage from Table Storage (Excel, Power BI). It gets Storage Table Data Reader on the UsageDaily and UsageEvents tables only. Empty: no assignment.')
+param financeReaderPrincipalId string = ''
+
+@description('Principal type of financeReaderPrincipalId: Group (default), User or ServicePrincipal.')
+@allowed([
+  'Group'
+  'User'
+  'ServicePrincipal'
+])
+param financeReaderPrincipalType string = 'Group'
+
 var suffix = uniqueString(resourceGroup().id, name)
 var storageAccountName = take(toLower('st${name}${suffix}'), 24)
 var deploymentContainerName = 'app-package'
@@ -158,6 +169,8 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     principalId: identity.properties.principalId
     deployerPrincipalId: deployerPrincipalId
+    financeReaderPrincipalId: financeReaderPrincipalId
+    financeReaderPrincipalType: financeReaderPrincipalType
   }
 }
 

@@ -177,9 +177,10 @@ func adminReport(t *testing.T, url, key string, wantStatus int) ledger.Report {
 }
 
 // TestLedgerAdminScopes: admin sees every team; a team key sees only its own
-// team and is refused another's; CSV has the finance column names.
+// team and is refused another's; a usage:read (finance) key reads every
+// team's usage and can do nothing else; CSV has the finance column names.
 func TestLedgerAdminScopes(t *testing.T) {
-	s := startLedgerStack(t, "research", "sales", "finance")
+	s := startLedgerStack(t, "research", "sales", "finance", "usage-reader")
 	load(t, s.URL, s.Keys["research"], 12)
 	load(t, s.URL, s.Keys["sales"], 6)
 	time.Sleep(50 * time.Millisecond)
@@ -193,6 +194,8 @@ func TestLedgerAdminScopes(t *testing.T) {
 		wantTeams string
 	}{
 		{"admin, all teams", "finance", "/admin/usage?by=team", 200, "research,sales"},
+		{"usage:read, all teams", "usage-reader", "/gateway/admin/usage?by=team", 200, "research,sales"},
+		{"usage:read names a team", "usage-reader", "/admin/usage?by=team&team=sales", 200, "sales"},
 		{"team key, own team", "research", "/admin/usage?by=team", 200, "research"},
 		{"team key names its team", "sales", "/admin/usage?by=team&team=sales", 200, "sales"},
 		{"team key, other team", "research", "/admin/usage?team=sales", 403, ""},
@@ -213,6 +216,25 @@ func TestLedgerAdminScopes(t *testing.T) {
 				t.Errorf("got teams %v, want %v", got, tt.wantTeams)
 			}
 		})
+	}
+	// usage:read may do nothing else.
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodPost, "/openai/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`},
+		{http.MethodPost, "/openai/v1/embeddings", `{"model":"text-embedding-3-small","input":"hi"}`},
+		{http.MethodGet, "/openai/v1/models", ""},
+	} {
+		req, _ := http.NewRequest(c.method, s.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+s.Keys["usage-reader"])
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), `"code":"usage_read_only"`) {
+			t.Errorf("usage:read %s %s: got %d %s, want 403 usage_read_only", c.method, c.path, resp.StatusCode, b)
+		}
 	}
 	req, _ := http.NewRequest(http.MethodGet, s.URL+"/admin/usage?by=date,team&format=csv", nil)
 	req.Header.Set("Authorization", "Bearer "+s.Keys["finance"])

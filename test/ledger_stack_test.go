@@ -89,7 +89,7 @@ models:
 	}
 	keys := auth.NewKeys(keysTable, nil)
 	for _, tm := range teams {
-		_, secret, err := keys.Create(ctx, auth.Spec{Team: tm, App: "e2e", Scope: policy.Scope{Admin: tm == "finance"}})
+		_, secret, err := keys.Create(ctx, auth.Spec{Team: tm, App: "e2e", Scope: policy.Scope{Admin: tm == "finance", UsageRead: tm == "usage-reader"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,6 +23,20 @@ param principalId string
 @description('Optional principal that uploads the package (gets Storage Blob Data Contributor on the container).')
 param deployerPrincipalId string
 
+@description('Optional object id of a finance group (or user, or service principal) that gets Storage Table Data Reader on the usage tables only (UsageDaily, UsageEvents), for Excel / Power BI / Power Query. Empty: no assignment.')
+param financeReaderPrincipalId string = ''
+
+@description('Principal type of financeReaderPrincipalId: Group, User or ServicePrincipal.')
+@allowed([
+  'Group'
+  'User'
+  'ServicePrincipal'
+])
+param financeReaderPrincipalType string = 'Group'
+
+@description('store.tablePrefix of the gateway config (letters and digits; empty by default), so the usage tables created here are the ones the gateway writes.')
+param tablePrefix string = ''
+
 // Built-in roles.
 // Storage Blob Data Owner: the host needs read, write and container creation
 // on blobs (timer locks, keys) and Flex Consumption reads the package with it.
@@ -32,6 +46,18 @@ var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Storage Blob Data Contributor: the deployer uploads the package.
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+// Storage Table Data Reader: finance reads the usage tables. A data role
+// can be scoped to one table (.../tableServices/default/tables/<name>; see
+// https://learn.microsoft.com/azure/storage/tables/assign-azure-role-data-access),
+// so the reader sees no other table (keys, counters, jobs).
+var storageTableDataReader = '76199698-9eea-4c19-bc75-cec21354c6b6'
+// The finance tables (internal/ledger); the gateway creates them when
+// missing, creating them here too lets the role be assigned before the
+// first request.
+var usageTables = [
+  '${tablePrefix}UsageDaily'
+  '${tablePrefix}UsageEvents'
+]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -88,6 +114,26 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalType: 'ServicePrincipal'
   }
 }
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource usageTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for t in usageTables: {
+  parent: tableService
+  name: t
+}]
+
+resource financeReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (t, i) in usageTables: if (!empty(financeReaderPrincipalId)) {
+  name: guid(account.id, t, financeReaderPrincipalId, storageTableDataReader)
+  scope: usageTable[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataReader)
+    principalId: financeReaderPrincipalId
+    principalType: financeReaderPrincipalType
+  }
+}]
 
 resource deployerUpload 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
   name: guid(deploymentContainer.id, deployerPrincipalId, storageBlobDataContributor)

@@ -378,6 +378,7 @@ func toEntity(k Key) store.Entity {
 	opt("OverCap", string(sc.OverCap), sc.OverCap != "")
 	opt("MaxN", sc.MaxN, sc.MaxN != 0)
 	opt("Admin", true, sc.Admin)
+	opt("UsageRead", true, sc.UsageRead)
 	if k.Status == StatusExpired { // derived, never stored
 		p["Status"] = string(StatusActive)
 	}
@@ -398,11 +399,12 @@ func fromEntity(e store.Entity, now time.Time) Key {
 		return 0
 	}
 	admin, _ := e.Props["Admin"].(bool)
+	usageRead, _ := e.Props["UsageRead"].(bool)
 	k := Key{ID: e.RowKey, Team: s("Team"), App: s("App"), Status: Status(s("Status")),
 		CreatedAt: t("CreatedAt"), ExpiresAt: t("ExpiresAt"), RevokedAt: t("RevokedAt"),
 		RotatedTo: s("RotatedTo"), RotatedFrom: s("RotatedFrom"), Lineage: s("Lineage"), hash: s("Hash"),
 		Scope: policy.Scope{Models: SplitList(s("Models")), Regions: SplitList(s("Regions")), Class: policy.Class(s("Class")),
-			MaxOutputTokens: i("MaxOutputTokens"), OverCap: policy.OverCap(s("OverCap")), MaxN: i("MaxN"), Admin: admin}}
+			MaxOutputTokens: i("MaxOutputTokens"), OverCap: policy.OverCap(s("OverCap")), MaxN: i("MaxN"), Admin: admin, UsageRead: usageRead}}
 	if k.Status == StatusActive && !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
 		k.Status = StatusExpired
 	}

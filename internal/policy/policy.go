@@ -61,6 +61,10 @@ type Scope struct {
 	MaxN int64 `yaml:"maxN" json:"max_n,omitempty"`
 	// Admin lets the caller use the admin API (/admin/..., /gateway/admin/...).
 	Admin bool `yaml:"admin" json:"admin,omitempty"`
+	// UsageRead (usage:read) is the finance scope: the caller may read
+	// every team's usage (GET /admin/usage and its page) and nothing else:
+	// no inference, no jobs, no other admin route.
+	UsageRead bool `yaml:"usageRead" json:"usage_read,omitempty"`
 }
 
 // Caps are per-request limits a model alias sets for every caller
@@ -129,6 +133,9 @@ func (s Scope) Validate() error {
 	}
 	if s.OverCap != "" && s.MaxOutputTokens == 0 {
 		return fmt.Errorf("%w: overCap needs maxOutputTokens", ErrInvalid)
+	}
+	if s.UsageRead && (s.Admin || len(s.Models) > 0 || len(s.Regions) > 0 || s.Class != "" || s.MaxOutputTokens != 0 || s.MaxN != 0) {
+		return fmt.Errorf("%w: usage:read is a read-only scope; it takes no other field", ErrInvalid)
 	}
 	return nil
 }

@@ -322,3 +322,14 @@ func TestWithCaps(t *testing.T) {
 		t.Error("overCap without a cap: want an error")
 	}
 }
+
+func TestUsageReadIsAlone(t *testing.T) {
+	if err := (Scope{UsageRead: true}).Validate(); err != nil {
+		t.Errorf("usage:read alone: %v", err)
+	}
+	for _, s := range []Scope{{UsageRead: true, Admin: true}, {UsageRead: true, Models: []string{"m"}}, {UsageRead: true, MaxN: 1}} {
+		if err := s.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: got %v, want ErrInvalid", s, err)
+		}
+	}
+}
