@@ -3,7 +3,9 @@ package test
 import (
 	"context"
 	"fmt"
+	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -120,7 +122,7 @@ models:
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.stopRun, s.runDone = cancel, make(chan struct{})
 	go func() { _ = s.Writer.Run(runCtx); close(s.runDone) }()
-	srv := httptest.NewServer(gw)
+	srv := httptest.NewServer(withKeyForm(gw))
 	s.URL = srv.URL
 	t.Cleanup(func() {
 		srv.Close()
@@ -129,6 +131,24 @@ models:
 	})
 	waitHTTP(t, sim, s.SimURL+"/sim/usage")
 	return s
+}
+
+// withKeyForm adds GET /_test/key-form?key=K&to=PATH, a test-only page that
+// does what a person does with the usage page: puts the key where the page
+// keeps the typed key for the tab (sessionStorage, same origin) and opens
+// PATH, so headless Chromium can show the page without a ?key= in its
+// address.
+func withKeyForm(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/_test/key-form" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		k, _ := json.Marshal(r.URL.Query().Get("key"))
+		to, _ := json.Marshal(r.URL.Query().Get("to"))
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><script>sessionStorage.setItem('fgwKey',%s);location.replace(%s)</script>`, k, to)
+	})
 }
 
 // Close stops the writer's loop and flushes it, as serve.go does on SIGTERM

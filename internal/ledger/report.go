@@ -237,17 +237,22 @@ const (
 )
 
 // columns are the header names (the UsageDaily column names) of rows
-// grouped by by.
-func columns(by []string) []string {
+// grouped by by; csv adds CostNanos, the exact integer cost, as in the
+// table.
+func columns(by []string, csv bool) []string {
 	var cols []string
 	for _, b := range by {
 		cols = append(cols, strings.ToUpper(b[:1])+b[1:])
 	}
-	return append(cols, "Requests", "Errors", "EstimatedRequests", "PromptTokens", "CachedTokens",
-		"CompletionTokens", "ReasoningTokens", "TotalTokens", "Cost", "Currency")
+	cols = append(cols, "Requests", "Errors", "EstimatedRequests", "PromptTokens", "CachedTokens",
+		"CompletionTokens", "ReasoningTokens", "TotalTokens")
+	if csv {
+		cols = append(cols, "CostNanos")
+	}
+	return append(cols, "Cost", "Currency")
 }
 
-func cells(r Row, by []string, cost string) []string {
+func cells(r Row, by []string, csv bool) []string {
 	var c []string
 	for _, b := range by {
 		switch b {
@@ -264,8 +269,12 @@ func cells(r Row, by []string, cost string) []string {
 		}
 	}
 	i := func(n int64) string { return strconv.FormatInt(n, 10) }
-	return append(c, i(r.Requests), i(r.Errors), i(r.EstimatedRequests), i(r.PromptTokens), i(r.CachedTokens),
-		i(r.CompletionTokens), i(r.ReasoningTokens), i(r.TotalTokens), cost, r.Currency)
+	c = append(c, i(r.Requests), i(r.Errors), i(r.EstimatedRequests), i(r.PromptTokens), i(r.CachedTokens),
+		i(r.CompletionTokens), i(r.ReasoningTokens), i(r.TotalTokens))
+	if csv {
+		c = append(c, i(int64(r.Cost)))
+	}
+	return append(c, r.Cost.String(), r.Currency)
 }
 
 // Report is a report as the JSON format writes it.
@@ -277,9 +286,9 @@ type Report struct {
 	Totals []Row    `json:"totals"`
 }
 
-// Write formats rows as table (aligned text with a total line), csv (a
-// header of UsageDaily column names, full-precision cost) or json (a
-// Report).
+// Write formats rows as table (aligned text with a total line per
+// currency), csv (a header of UsageDaily column names: the integer columns,
+// CostNanos, Cost with 6 decimals, Currency) or json (a Report).
 func Write(w io.Writer, format string, q Query, rows []Row) error {
 	switch format {
 	case FormatJSON:
@@ -295,20 +304,20 @@ func Write(w io.Writer, format string, q Query, rows []Row) error {
 		return enc.Encode(Report{From: Day(q.From), To: Day(q.To), By: by, Rows: rows, Totals: Totals(rows)})
 	case FormatCSV:
 		cw := csv.NewWriter(w)
-		_ = cw.Write(columns(q.By))
+		_ = cw.Write(columns(q.By, true))
 		for _, r := range rows {
-			_ = cw.Write(cells(r, q.By, r.Cost.String()))
+			_ = cw.Write(cells(r, q.By, true))
 		}
 		cw.Flush()
 		return cw.Error()
 	case FormatTable, "":
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, strings.Join(columns(q.By), "\t")+"\t")
+		fmt.Fprintln(tw, strings.Join(columns(q.By, false), "\t")+"\t")
 		for _, r := range rows {
-			fmt.Fprintln(tw, strings.Join(cells(r, q.By, r.Cost.String()), "\t")+"\t")
+			fmt.Fprintln(tw, strings.Join(cells(r, q.By, false), "\t")+"\t")
 		}
 		for _, t := range Totals(rows) {
-			c := cells(t, q.By, t.Cost.String())
+			c := cells(t, q.By, false)
 			if len(q.By) > 0 {
 				c[0] = "TOTAL"
 			}
