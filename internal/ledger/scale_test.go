@@ -85,7 +85,7 @@ func splitLines(s string) []string {
 }
 
 // TestLedgerMemoryAtScale records FGW_LEDGER_EVENTS events (default
-// 100,000; `make ledger-scale` runs 1,000,000) for one day, 4 teams × 5
+// 20,000; `make ledger-scale` runs 1,000,000) for one day, 4 teams × 5
 // apps × 3 models × 2 classes, straight into a Writer on the embedded
 // store, then rolls the day up, reports it and rebuilds it. The Go heap
 // each phase needs above the heap before it (in-process, runtime/metrics;
@@ -96,7 +96,7 @@ func TestLedgerMemoryAtScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	n := 100_000
+	n := 20_000
 	if v := os.Getenv("FGW_LEDGER_EVENTS"); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil {
