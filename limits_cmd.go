@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/foundry-gateway/gateway/internal/auth"
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/quota"
 )
 
@@ -31,6 +32,8 @@ func cmdLimits(ctx context.Context, args []string, getenv func(string) string, s
 	rpm := fs.String("rpm", "", "requests per window (0 = unlimited)")
 	tpm := fs.String("tpm", "", "tokens per window (0 = unlimited)")
 	monthly := fs.String("monthly-tokens", "", "tokens per calendar month, UTC (0 = unlimited)")
+	monthlyCost := fs.String("monthly-cost", "", "hard cost budget per calendar month in limits.currency, e.g. 250.00 (0 = unlimited)")
+	monthlyCostSoft := fs.String("monthly-cost-soft", "", "soft cost budget (warning header and log) per calendar month")
 	asJSON := fs.Bool("json", false, "JSON output")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
@@ -104,8 +107,25 @@ func cmdLimits(ctx context.Context, args []string, getenv func(string) string, s
 		if o.MonthlyTokens, err = num(*monthly); err != nil {
 			return err
 		}
-		if o.RPM == nil && o.TPM == nil && o.MonthlyTokens == nil {
-			return usageError{"limits set: give at least one of --rpm, --tpm, --monthly-tokens"}
+		cost := func(s string) (*int64, error) {
+			if s == "" {
+				return nil, nil
+			}
+			n, err := money.Parse(s)
+			if err != nil || n < 0 {
+				return nil, usageError{fmt.Sprintf("limits set: %q is not an amount (e.g. 250.00)", s)}
+			}
+			v := int64(n)
+			return &v, nil
+		}
+		if o.MonthlyCost, err = cost(*monthlyCost); err != nil {
+			return err
+		}
+		if o.MonthlyCostSoft, err = cost(*monthlyCostSoft); err != nil {
+			return err
+		}
+		if o.RPM == nil && o.TPM == nil && o.MonthlyTokens == nil && o.MonthlyCost == nil && o.MonthlyCostSoft == nil {
+			return usageError{"limits set: give at least one of --rpm, --tpm, --monthly-tokens, --monthly-cost, --monthly-cost-soft"}
 		}
 		if err := ov.Set(ctx, s, o); err != nil {
 			return err
@@ -133,9 +153,16 @@ func cmdLimits(ctx context.Context, args []string, getenv func(string) string, s
 			return strconv.FormatInt(*p, 10)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KIND\tID\tRPM\tTPM\tMONTHLY TOKENS")
+		showCost := func(p *int64) string {
+			if p == nil {
+				return "(config)"
+			}
+			return money.Nanos(*p).String()
+		}
+		fmt.Fprintln(tw, "KIND\tID\tRPM\tTPM\tMONTHLY TOKENS\tMONTHLY COST\tSOFT")
 		for _, s := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Subject.Kind, s.Subject.ID, show(s.Override.RPM), show(s.Override.TPM), show(s.Override.MonthlyTokens))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Subject.Kind, s.Subject.ID, show(s.Override.RPM), show(s.Override.TPM),
+				show(s.Override.MonthlyTokens), showCost(s.Override.MonthlyCost), showCost(s.Override.MonthlyCostSoft))
 		}
 		return tw.Flush()
 	}

@@ -97,3 +97,41 @@ func TestBudgetsTwoInstancesAzurite(t *testing.T) {
 		})
 	}
 }
+
+// TestCostBudgetOverride: a per-key cost budget from the Limits table (as
+// `handler limits set --key K --monthly-cost 0.10 --monthly-cost-soft
+// 0.05` writes it) warns above the soft figure and refuses at the hard one.
+func TestCostBudgetOverride(t *testing.T) {
+	ctx := context.Background()
+	counters, limits := openTables(t)
+	l := New(counters, limits, limitsConfig(nil), newFakeClock(t0), nil)
+	if err := l.Overrides().Set(ctx, key1, Override{MonthlyCost: ptr(100_000_000), MonthlyCostSoft: ptr(50_000_000)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.LoadOverrides(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	for i := 0; ; i++ {
+		h := http.Header{}
+		tk, err := l.Admit(ctx, []Subject{key1, teamR}, Estimate{Tokens: 10})
+		if err != nil {
+			var he *httperr.Error
+			if !errors.As(err, &he) || he.Status != 403 || he.Code != CodeBudget || !strings.Contains(he.Msg, "0.120000 USD used of 0.100000 USD") {
+				t.Fatalf("refusal %d: got %v, want 403 budget_exceeded with 0.120000 of 0.100000 USD", i, err)
+			}
+			break
+		}
+		tk.SetHeaders(h)
+		warned = append(warned, h.Get(HeaderBudgetWarning))
+		tk.Settle(10, true)
+		tk.AddCost(30_000_000, "USD") // 0.03 per call
+		if i > 10 {
+			t.Fatal("never refused")
+		}
+	}
+	// Calls 1-2 are under 0.05 spent, 3-4 above (0.06, 0.09); the 5th finds 0.12.
+	if len(warned) != 4 || warned[1] != "" || warned[2] == "" || !strings.Contains(warned[3], "0.090000 of 0.100000 USD") {
+		t.Errorf("warnings %q, want none on the first two calls and the figures on the next two", warned)
+	}
+}

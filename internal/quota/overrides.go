@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/store"
 )
 
@@ -15,6 +16,10 @@ type Override struct {
 	RPM           *int64
 	TPM           *int64
 	MonthlyTokens *int64
+	// MonthlyCost and MonthlyCostSoft are the cost budgets in nanos of
+	// limits.currency (columns MonthlyCostNanos, MonthlyCostSoftNanos).
+	MonthlyCost     *int64
+	MonthlyCostSoft *int64
 }
 
 // apply returns base with o's fields put over it.
@@ -27,6 +32,12 @@ func (o Override) apply(base config.Limit) config.Limit {
 	}
 	if o.MonthlyTokens != nil {
 		base.MonthlyTokens = *o.MonthlyTokens
+	}
+	if o.MonthlyCost != nil {
+		base.MonthlyCost = money.Nanos(*o.MonthlyCost).Float()
+	}
+	if o.MonthlyCostSoft != nil {
+		base.MonthlyCostSoft = money.Nanos(*o.MonthlyCostSoft).Float()
 	}
 	return base
 }
@@ -42,6 +53,12 @@ func (o Override) merge(n Override) Override {
 	if n.MonthlyTokens != nil {
 		o.MonthlyTokens = n.MonthlyTokens
 	}
+	if n.MonthlyCost != nil {
+		o.MonthlyCost = n.MonthlyCost
+	}
+	if n.MonthlyCostSoft != nil {
+		o.MonthlyCostSoft = n.MonthlyCostSoft
+	}
 	return o
 }
 
@@ -53,7 +70,8 @@ type SubjectOverride struct {
 
 // Overrides are per-key, per-app and per-team limits kept in their own
 // table (Limits: PartitionKey = kind "key" / "app" / "team", RowKey = the
-// escaped id, optional Int64 columns RPM, TPM, MonthlyTokens), so the Keys
+// escaped id, optional Int64 columns RPM, TPM, MonthlyTokens,
+// MonthlyCostNanos, MonthlyCostSoftNanos), so the Keys
 // table is not touched. The Limiter reads the whole table every
 // limits.overrideTTL (default 30 s); a change takes effect within it.
 type Overrides struct {
@@ -82,7 +100,7 @@ func (o *Overrides) Set(ctx context.Context, s Subject, ov Override) error {
 	if err := validSubject(s); err != nil {
 		return err
 	}
-	for _, p := range []*int64{ov.RPM, ov.TPM, ov.MonthlyTokens} {
+	for _, p := range []*int64{ov.RPM, ov.TPM, ov.MonthlyTokens, ov.MonthlyCost, ov.MonthlyCostSoft} {
 		if p != nil && *p < 0 {
 			return fmt.Errorf("quota: limits must not be negative (0 means unlimited)")
 		}
@@ -145,6 +163,12 @@ func toEntity(s Subject, o Override) store.Entity {
 	if o.MonthlyTokens != nil {
 		props["MonthlyTokens"] = *o.MonthlyTokens
 	}
+	if o.MonthlyCost != nil {
+		props["MonthlyCostNanos"] = *o.MonthlyCost
+	}
+	if o.MonthlyCostSoft != nil {
+		props["MonthlyCostSoftNanos"] = *o.MonthlyCostSoft
+	}
 	return store.Entity{PartitionKey: string(s.Kind), RowKey: escapeKey(s.ID), Props: props}
 }
 
@@ -159,5 +183,7 @@ func fromEntity(e store.Entity) Override {
 	o.RPM = get("RPM")
 	o.TPM = get("TPM")
 	o.MonthlyTokens = get("MonthlyTokens")
+	o.MonthlyCost = get("MonthlyCostNanos")
+	o.MonthlyCostSoft = get("MonthlyCostSoftNanos")
 	return o
 }
