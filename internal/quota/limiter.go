@@ -379,7 +379,7 @@ func fits(limit, others, mine, mineAtRead, writers, need int64) (ok, shareOnly b
 
 // CodeTooLarge is the code of a request whose own estimate exceeds a limit:
 // it could never be admitted, so retrying is pointless.
-const CodeTooLarge = "request_too_large"
+const CodeTooLarge = "request_exceeds_limit"
 
 // tooLarge is the non-retryable 400 for a request whose estimate exceeds
 // limit on its own, naming the estimate and what to change.
