@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/foundry-gateway/gateway/internal/store"
 )
@@ -188,17 +189,36 @@ func (w *Writer) forgetOldPartials(keepFrom string) {
 	w.partialsFrom = keepFrom
 }
 
-// dropStored returns the events of evs that are not stored yet (one Get
-// each: only after a transaction was refused for a duplicate).
+// dropStored returns the events of evs that are not stored yet: one Get
+// each, 16 at a time (only after a transaction was refused for a
+// duplicate, so rare; a batch is at most 100 rows).
 func (w *Writer) dropStored(ctx context.Context, evs []Event) ([]Event, int, error) {
+	stored := make([]bool, len(evs))
+	errs := make([]error, len(evs))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, e := range evs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, err := w.t.Events.Get(ctx, e.PartitionKey(), e.RowKey())
+			switch {
+			case err == nil:
+				stored[i] = true
+			case !errors.Is(err, store.ErrNotFound):
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
 	var out []Event
-	for _, e := range evs {
-		_, err := w.t.Events.Get(ctx, e.PartitionKey(), e.RowKey())
-		switch {
-		case errors.Is(err, store.ErrNotFound):
+	for i, e := range evs {
+		if !stored[i] {
 			out = append(out, e)
-		case err != nil:
-			return nil, 0, err
 		}
 	}
 	return out, len(evs) - len(out), nil
