@@ -28,13 +28,36 @@ const (
 	// stopTimeout bounds the graceful stop (SIGINT, which makes Azurite save
 	// its data); it takes about 1.7 s. After it the group is killed.
 	stopTimeout = 5 * time.Second
-	// binEnv names the variable that overrides the binary's location.
+	// binEnv names the variable that overrides the table binary's location.
 	binEnv = "AZURITE_TABLE_BIN"
+	// blobBinEnv overrides the blob binary's location; without it the blob
+	// binary is looked for beside the table binary.
+	blobBinEnv = "AZURITE_BLOB_BIN"
 )
 
-// Instance is one azurite-table process. Its methods are safe for concurrent
-// use.
+// Service is an Azurite service: each runs as its own binary of the azurite
+// npm package (azurite-table, azurite-blob).
+type Service string
+
+// Services tests can start.
+const (
+	// Table is azurite-table, the Table Storage emulator (the default).
+	Table Service = "table"
+	// Blob is azurite-blob, the Blob Storage emulator.
+	Blob Service = "blob"
+)
+
+func (s Service) orTable() Service {
+	if s == "" {
+		return Table
+	}
+	return s
+}
+
+// Instance is one azurite-table or azurite-blob process. Its methods are
+// safe for concurrent use.
 type Instance struct {
+	service           Service
 	bin, dir, logPath string
 	port              int
 	// inMemory keeps data only in memory (--inMemoryPersistence): faster for
@@ -62,8 +85,14 @@ type process struct {
 // of one package, use a Shared instance instead.
 func Start(t testing.TB) *Instance {
 	t.Helper()
+	return StartService(t, Table)
+}
+
+// StartService is Start for the given service (Table or Blob).
+func StartService(t testing.TB, svc Service) *Instance {
+	t.Helper()
 	skipShort(t)
-	inst, err := launch(t.TempDir(), false)
+	inst, err := launch(svc.orTable(), t.TempDir(), false)
 	if err != nil {
 		t.Fatalf("azurite: %v", err)
 	}
@@ -85,8 +114,12 @@ func Start(t testing.TB) *Instance {
 //
 //	func TestX(t *testing.T) { cs := az.Start(t).ConnectionString() ... }
 //
-// The zero value is ready to use.
+// The zero value is ready to use and runs the table service; set Service to
+// Blob for the blob service.
 type Shared struct {
+	// Service to run; "" means Table. Set it before the first Start.
+	Service Service
+
 	mu   sync.Mutex
 	inst *Instance
 	dir  string
@@ -104,7 +137,7 @@ func (s *Shared) Start(t testing.TB) *Instance {
 	if s.inst == nil && s.err == nil {
 		s.dir, s.err = os.MkdirTemp("", "azurite-")
 		if s.err == nil {
-			s.inst, s.err = launch(s.dir, true)
+			s.inst, s.err = launch(s.Service.orTable(), s.dir, true)
 		}
 		if s.inst != nil {
 			s.inst.fatalf = func(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
@@ -148,16 +181,27 @@ func skipShort(t testing.TB) {
 }
 
 // ConnectionString is the explicit development connection string (the Go SDK
-// does not accept UseDevelopmentStorage=true).
+// does not accept UseDevelopmentStorage=true). It names the endpoint of the
+// instance's service only (TableEndpoint or BlobEndpoint).
 func (i *Instance) ConnectionString() string {
-	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;TableEndpoint=%s;",
-		AccountName, AccountKey, i.TableURL())
+	endpoint := "TableEndpoint"
+	if i.service == Blob {
+		endpoint = "BlobEndpoint"
+	}
+	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;%s=%s;",
+		AccountName, AccountKey, endpoint, i.URL())
 }
 
-// TableURL is the table service endpoint, http://127.0.0.1:<port>/devstoreaccount1.
-func (i *Instance) TableURL() string {
+// URL is the service endpoint, http://127.0.0.1:<port>/devstoreaccount1.
+func (i *Instance) URL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/%s", i.port, AccountName)
 }
+
+// TableURL is the table service endpoint (URL of a Table instance).
+func (i *Instance) TableURL() string { return i.URL() }
+
+// BlobURL is the blob service endpoint (URL of a Blob instance).
+func (i *Instance) BlobURL() string { return i.URL() }
 
 // Port is the TCP port Azurite listens on; Restart keeps it.
 func (i *Instance) Port() int { return i.port }
@@ -203,8 +247,8 @@ func (i *Instance) kill() {
 
 // launch finds the binary, picks a free port and starts Azurite with its log
 // and (unless inMemory) its data in dir.
-func launch(dir string, inMemory bool) (*Instance, error) {
-	bin, err := findBinary()
+func launch(svc Service, dir string, inMemory bool) (*Instance, error) {
+	bin, err := findBinary(svc)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +256,7 @@ func launch(dir string, inMemory bool) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := &Instance{bin: bin, dir: dir, logPath: filepath.Join(dir, "azurite.log"), port: port, inMemory: inMemory}
+	i := &Instance{service: svc, bin: bin, dir: dir, logPath: filepath.Join(dir, "azurite.log"), port: port, inMemory: inMemory}
 	p, err := i.run()
 	if err != nil {
 		return nil, err
@@ -227,9 +271,10 @@ func (i *Instance) run() (*process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
+	svc := string(i.service)
 	args := []string{
-		"--tableHost", "127.0.0.1",
-		"--tablePort", strconv.Itoa(i.port),
+		"--" + svc + "Host", "127.0.0.1",
+		"--" + svc + "Port", strconv.Itoa(i.port),
 		"--skipApiVersionCheck",
 		"--disableTelemetry",
 		"--silent",
@@ -315,23 +360,35 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// findBinary returns $AZURITE_TABLE_BIN, or the first
-// .tools/node_modules/.bin/azurite-table found next to a go.mod while
-// walking up from the working directory.
-func findBinary() (string, error) {
-	if bin := os.Getenv(binEnv); bin != "" {
+// findBinary returns the binary of svc: $AZURITE_TABLE_BIN for the table
+// service; for the blob service $AZURITE_BLOB_BIN, else azurite-blob beside
+// $AZURITE_TABLE_BIN. Else the first .tools/node_modules/.bin/azurite-<svc>
+// found next to a go.mod while walking up from the working directory.
+func findBinary(svc Service) (string, error) {
+	name := "azurite-" + string(svc)
+	env := binEnv
+	if svc == Blob {
+		env = blobBinEnv
+		if os.Getenv(blobBinEnv) == "" && os.Getenv(binEnv) != "" {
+			bin := filepath.Join(filepath.Dir(os.Getenv(binEnv)), name)
+			if _, err := os.Stat(bin); err == nil {
+				return bin, nil
+			}
+		}
+	}
+	if bin := os.Getenv(env); bin != "" {
 		if _, err := os.Stat(bin); err != nil {
-			return "", fmt.Errorf("%s=%s: %w", binEnv, bin, err)
+			return "", fmt.Errorf("%s=%s: %w", env, bin, err)
 		}
 		return bin, nil
 	}
 	wd, err := os.Getwd()
 	if err != nil {
-		return "", fmt.Errorf("find azurite-table: %w", err)
+		return "", fmt.Errorf("find %s: %w", name, err)
 	}
 	for dir := wd; ; {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			bin := filepath.Join(dir, ".tools", "node_modules", ".bin", "azurite-table")
+			bin := filepath.Join(dir, ".tools", "node_modules", ".bin", name)
 			if _, err := os.Stat(bin); err == nil {
 				return bin, nil
 			}
@@ -342,5 +399,5 @@ func findBinary() (string, error) {
 		}
 		dir = parent
 	}
-	return "", errors.New("azurite-table not found: run `make tools` (npm install --prefix .tools --save-exact azurite@3.37.0) or set " + binEnv)
+	return "", errors.New(name + " not found: run `make tools` (npm install --prefix .tools --save-exact azurite@3.37.0) or set " + env)
 }

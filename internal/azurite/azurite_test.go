@@ -99,7 +99,7 @@ func TestConnectionString(t *testing.T) {
 
 func TestMissingBinary(t *testing.T) {
 	t.Setenv(binEnv, "/nonexistent/azurite-table")
-	_, err := launch(t.TempDir(), false)
+	_, err := launch(Table, t.TempDir(), false)
 	if err == nil {
 		t.Fatal("launch with a missing binary: got nil error")
 	}
@@ -111,7 +111,7 @@ func TestMissingBinary(t *testing.T) {
 func TestNotFoundMessageSaysMakeTools(t *testing.T) {
 	t.Setenv(binEnv, "")
 	t.Chdir(t.TempDir()) // no go.mod above a temp dir
-	_, err := findBinary()
+	_, err := findBinary(Table)
 	if err == nil {
 		t.Skip("an azurite-table binary is installed above the temp dir")
 	}
@@ -129,7 +129,7 @@ func TestStartFailureShowsLog(t *testing.T) {
 	}
 	t.Setenv(binEnv, bin)
 	start := time.Now()
-	_, err := launch(t.TempDir(), false)
+	_, err := launch(Table, t.TempDir(), false)
 	if err == nil {
 		t.Fatal("got nil error, want start failure")
 	}
@@ -159,4 +159,29 @@ func TestSharedStartsOnceAndCloses(t *testing.T) {
 		t.Errorf("after Close: port open %v, group alive %v; want neither", dialable(a.Port()), groupAlive(pid))
 	}
 	s.Close() // idempotent
+}
+
+func TestBlobServiceStartsBesideTable(t *testing.T) {
+	inst := StartService(t, Blob)
+	if !dialable(inst.Port()) {
+		t.Fatalf("blob port %d not accepting", inst.Port())
+	}
+	if cs := inst.ConnectionString(); !strings.Contains(cs, "BlobEndpoint="+inst.BlobURL()) || strings.Contains(cs, "TableEndpoint") {
+		t.Errorf("connection string %q: want BlobEndpoint=%s only", cs, inst.BlobURL())
+	}
+}
+
+func TestBlobBinaryBesideTableBinary(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"azurite-table", "azurite-blob"} {
+		if err := os.WriteFile(dir+"/"+n, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(binEnv, dir+"/azurite-table")
+	t.Setenv(blobBinEnv, "")
+	got, err := findBinary(Blob)
+	if err != nil || got != dir+"/azurite-blob" {
+		t.Errorf("findBinary(Blob): got %q, %v; want %s/azurite-blob", got, err, dir)
+	}
 }
