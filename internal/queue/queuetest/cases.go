@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/foundry-gateway/gateway/internal/blob"
 	"github.com/foundry-gateway/gateway/internal/queue"
+	"github.com/foundry-gateway/gateway/internal/queue/claim"
 )
 
 // checkSame fails unless m carries what o was sent with.
@@ -354,6 +356,54 @@ func testLargeBody(t *testing.T, h *harness) {
 	m := h.receiveOne(t)
 	checkSame(t, m, o)
 	h.complete(t, m)
+}
+
+// testLargeJobThroughClaimCheck sends a 1 MiB job the way jobs.Submit does:
+// the body goes to a blob, the message carries the reference and stays far
+// below the queue's limit; the receiver loads the body back and releases
+// the blob when done. Sending the body inline must be refused.
+func testLargeJobThroughClaimCheck(t *testing.T, h *harness) {
+	blobs := h.caps.Blobs
+	if blobs == nil {
+		d, err := blob.OpenDir(t.TempDir(), "job-bodies")
+		if err != nil {
+			t.Fatalf("blob dir: %v", err)
+		}
+		blobs = d
+	}
+	cc := claim.New(blobs, claim.DefaultThreshold, func(err error) bool { return errors.Is(err, blob.ErrNotFound) })
+	body := make([]byte, 1<<20)
+	_, _ = rand.Read(body)
+	o := queue.Outgoing{ID: h.id(), Body: body, Properties: map[string]string{"op": "chat/completions", "model": "m"}}
+	if err := h.q.Send(t.Context(), o); !errors.Is(err, queue.ErrInvalid) {
+		t.Fatalf("Send of a 1 MiB body inline: got %v, want ErrInvalid (Service Bus Standard refuses messages above 256 KB)", err)
+	}
+	w, err := cc.Wrap(t.Context(), o)
+	if err != nil {
+		t.Fatalf("Wrap: %v", err)
+	}
+	if n := len(w.Body); n > claim.DefaultThreshold {
+		t.Fatalf("wrapped body is %d bytes, want at most %d", n, claim.DefaultThreshold)
+	}
+	h.send(t, w)
+	m := h.receiveOne(t)
+	if !claim.Claimed(m) || m.Properties["op"] != "chat/completions" {
+		t.Fatalf("received properties %v, want the claim reference and the job's properties", m.Properties)
+	}
+	got, err := cc.Body(t.Context(), m)
+	if err != nil {
+		t.Fatalf("Body: %v", err)
+	}
+	if !bytes.Equal(got, body) {
+		t.Fatalf("Body: got %d bytes, want the %d bytes sent", len(got), len(body))
+	}
+	h.complete(t, m)
+	if err := cc.Release(t.Context(), m); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if _, err := cc.Body(t.Context(), m); !errors.Is(err, claim.ErrMissing) {
+		t.Errorf("Body after Release: got %v, want ErrMissing (the blob is deleted)", err)
+	}
 }
 
 func testInvalid(t *testing.T, h *harness) {

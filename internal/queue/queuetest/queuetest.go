@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/queue"
+	"github.com/foundry-gateway/gateway/internal/queue/claim"
 )
 
 // Caps tells the suite what it may assume about the queue under test.
@@ -52,6 +53,10 @@ type Caps struct {
 	// LargeBody is the body size of the large-message case (default
 	// 250 KiB: Service Bus Standard's 256 KB less room for headers).
 	LargeBody int
+
+	// Blobs holds the bodies of the claim-check case (a 1 MiB job). Nil:
+	// a fresh blob.Dir under the case's temporary directory.
+	Blobs claim.Blobs
 }
 
 func (c *Caps) fill() {
@@ -111,6 +116,7 @@ func Run(t *testing.T, open func(t *testing.T) queue.Queue, caps Caps) {
 		{"Durability", testDurability},
 		{"ConcurrentReceivers", testConcurrentReceivers},
 		{"LargeBody", testLargeBody},
+		{"LargeJobThroughClaimCheck", testLargeJobThroughClaimCheck},
 		{"Invalid", testInvalid},
 		{"CanceledContext", testCanceledContext},
 		{"Closed", testClosed},
