@@ -21,6 +21,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/queue"
+	"github.com/foundry-gateway/gateway/internal/queue/claim"
 	"github.com/foundry-gateway/gateway/internal/route"
 	"github.com/foundry-gateway/gateway/internal/telemetry"
 )
@@ -87,10 +88,17 @@ func Submit(ctx context.Context, st *Store, q sender, s Submission) (*Job, error
 		"query": s.RawQuery, "traceparent": s.Traceparent, "regions": strings.Join(s.Regions, ","),
 	}})
 	if err != nil {
+		stored := errors.Is(err, claim.ErrStore)
 		_, _, _ = st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool {
 			j.Status, j.Error = StatusFailed, "could not enqueue the request"
+			if stored {
+				j.Error = "could not store the request body"
+			}
 			return true
 		})
+		if stored { // a large body goes to blob storage first (claim check); nothing was queued
+			return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "job_body_store_unavailable", "The gateway cannot store the request body of the job right now. Retry shortly.")
+		}
 		return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "queue_unavailable", "The gateway cannot queue the request right now. Retry shortly.")
 	}
 	return j, nil
@@ -147,6 +155,10 @@ type Drainer struct {
 	// without a backend call, so a revoked key's backlog does not spend
 	// capacity; other errors leave the job for a later round.
 	Authorize func(ctx context.Context, j *Job) error
+	// Claims, when set, loads the request bodies that Submit's sender put
+	// in blob storage (claim.Sender) and deletes each once its job is
+	// finished. Nil: bodies are only read from the message.
+	Claims *claim.Check
 }
 
 // ErrRevoked is returned by a Drainer's Authorize for a submitter that may
@@ -337,13 +349,22 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 	keyID := m.Properties["key"]
 	j, err := d.st.Get(ctx, keyID, m.ID)
 	if errors.Is(err, ErrNotFound) {
-		return "skipped", d.q.DeadLetter(ctx, m, "JobNotFound", "no job row for this message")
+		if err := d.q.DeadLetter(ctx, m, "JobNotFound", "no job row for this message"); err != nil {
+			return "skipped", err
+		}
+		d.release(ctx, m)
+		return "skipped", nil
 	}
 	if err != nil {
 		return "skipped", err // lock expires; redelivered later
 	}
 	if j.Status.Terminal() {
-		return "skipped", d.q.Complete(ctx, m) // cancelled, or a duplicate delivery of a finished job
+		// Cancelled, or a duplicate delivery of a finished job.
+		if err := d.q.Complete(ctx, m); err != nil {
+			return "skipped", err
+		}
+		d.release(ctx, m)
+		return "skipped", nil
 	}
 	if d.busy(j.Model, rs) {
 		if err := d.q.Reschedule(ctx, m, d.now().Add(d.opt.BusyDelay)); err != nil {
@@ -362,6 +383,15 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 			return "skipped", err // lock expires; redelivered later
 		}
 	}
+	// A large body is in blob storage (claim check): load it before the
+	// job counts an attempt.
+	body, err := d.Claims.Body(ctx, m)
+	if errors.Is(err, claim.ErrMissing) {
+		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "the request body of the job is missing from blob storage")
+	}
+	if err != nil {
+		return "skipped", err // storage unreachable: the lock expires; redelivered later
+	}
 	// Mark running; a cancel that won the race ends here.
 	j, applied, err := d.st.Update(ctx, keyID, m.ID, func(j *Job) bool {
 		if j.Status.Terminal() {
@@ -378,9 +408,13 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 		return "skipped", err
 	}
 	if !applied {
-		return "skipped", d.q.Complete(ctx, m)
+		if err := d.q.Complete(ctx, m); err != nil {
+			return "skipped", err
+		}
+		d.release(ctx, m)
+		return "skipped", nil
 	}
-	res, w, err := d.execute(ctx, m, j, m2)
+	res, w, err := d.execute(ctx, m, body, j, m2)
 	if err != nil {
 		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "invalid request: "+err.Error())
 	}
@@ -422,6 +456,9 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 				j.FinishedAt = d.now().UTC().Truncate(time.Millisecond)
 				return true
 			})
+			if err == nil {
+				d.release(ctx, m) // the job failed for good; its dead letter is for operators
+			}
 			return "failed", err
 		}
 		if _, _, err := d.st.Update(ctx, keyID, j.ID, func(j *Job) bool {
@@ -439,6 +476,15 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 }
 
 const httperrClientClosed = httperr.StatusClientClosedRequest
+
+// release deletes the message's body blob (claim check) once its job is
+// finished for good. A failure only leaves an orphan blob, which the
+// storage lifecycle rule of the job-bodies container removes later.
+func (d *Drainer) release(ctx context.Context, m *queue.Message) {
+	if err := d.Claims.Release(context.WithoutCancel(ctx), m); err != nil {
+		d.log.Warn("drain: delete the job's request body blob", "job", m.ID, "error", err)
+	}
+}
 
 // finish stores the outcome (unless the job is already terminal), then
 // completes the message, then sends the callback. Storing before completing
@@ -463,6 +509,9 @@ func (d *Drainer) finish(ctx context.Context, m *queue.Message, j *Job, status S
 	if err := d.q.Complete(ctx, m); err != nil && !errors.Is(err, queue.ErrLockLost) {
 		return string(status), err
 	}
+	// The job is terminal in its row, so a redelivery completes without
+	// reading the body: the blob can go now.
+	d.release(ctx, m)
 	if applied && stored.CallbackURL != "" {
 		d.callback(ctx, stored)
 	}
@@ -475,7 +524,7 @@ func (d *Drainer) finish(ctx context.Context, m *queue.Message, j *Job, status S
 // execute forwards the job's request through the proxy into a buffer.
 // The job continues the submitter's trace (the traceparent kept in the
 // message), so its backend attempts share the submitter's operation id.
-func (d *Drainer) execute(ctx context.Context, m *queue.Message, j *Job, model *route.Model) (proxy.Result, *resultWriter, error) {
+func (d *Drainer) execute(ctx context.Context, m *queue.Message, body []byte, j *Job, model *route.Model) (proxy.Result, *resultWriter, error) {
 	style := openai.StyleV1
 	if m.Properties["style"] == "deployment" {
 		style = openai.StyleDeployment
@@ -485,7 +534,7 @@ func (d *Drainer) execute(ctx context.Context, m *queue.Message, j *Job, model *
 		return proxy.Result{}, nil, fmt.Errorf("unknown operation %q", m.Properties["op"])
 	}
 	q, _ := url.ParseQuery(m.Properties["query"])
-	req, err := openai.Parse(op, style, m.Properties["model"], q.Get("api-version"), m.Body)
+	req, err := openai.Parse(op, style, m.Properties["model"], q.Get("api-version"), body)
 	if err != nil {
 		return proxy.Result{}, nil, err
 	}
@@ -500,7 +549,7 @@ func (d *Drainer) execute(ctx context.Context, m *queue.Message, j *Job, model *
 	tr := telemetry.FromHeader(r.Header)
 	start := time.Now()
 	// The caller's data-residency regions hold for its queued jobs too.
-	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: m.Body, RawQuery: m.Properties["query"], RequestID: m.ID, Trace: tr,
+	res := d.fwd.Forward(w, r, model, proxy.Call{Req: req, Body: body, RawQuery: m.Properties["query"], RequestID: m.ID, Trace: tr,
 		Caller: m.Properties["key"], Regions: strings.FieldsFunc(m.Properties["regions"], func(r rune) bool { return r == ',' })})
 	if d.Telemetry != nil {
 		d.Telemetry.TrackRequest(telemetry.Request{Trace: tr, Name: "RUN " + string(op), URL: "/" + string(op), Start: start,

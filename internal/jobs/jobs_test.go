@@ -30,12 +30,15 @@ type backend struct {
 	mu    sync.Mutex
 	plan  []int // statuses to answer in order; 200 after the plan runs out
 	calls atomic.Int32
+	// lastBody is the size of the last request body received.
+	lastBody atomic.Int64
 }
 
 func newBackend(t *testing.T) *backend {
 	b := &backend{}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(io.Discard, r.Body)
+		b.lastBody.Store(n)
 		b.calls.Add(1)
 		b.mu.Lock()
 		status := 200

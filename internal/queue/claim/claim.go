@@ -21,6 +21,9 @@ const DefaultThreshold = 192 << 10
 // earlier, finished delivery, or never written. The message cannot be run.
 var ErrMissing = errors.New("claim: the message body blob is missing")
 
+// ErrStore means Wrap could not store a body: nothing was sent.
+var ErrStore = errors.New("claim: cannot store the message body")
+
 // Blobs is what the claim check needs from a blob container.
 type Blobs interface {
 	Put(ctx context.Context, name string, data []byte) error
@@ -64,7 +67,7 @@ func (c *Check) Wrap(ctx context.Context, o queue.Outgoing) (queue.Outgoing, err
 		return o, nil
 	}
 	if err := c.blobs.Put(ctx, o.ID, o.Body); err != nil {
-		return o, fmt.Errorf("claim: store the body of %s: %w", o.ID, err)
+		return o, fmt.Errorf("%w of %s: %w", ErrStore, o.ID, err)
 	}
 	props := make(map[string]string, len(o.Properties)+1)
 	for k, v := range o.Properties {
@@ -119,6 +122,34 @@ func (c *Check) Release(ctx context.Context, m *queue.Message) error {
 	}
 	if err := c.blobs.Delete(ctx, name); err != nil {
 		return fmt.Errorf("claim: delete the body of %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// sender is the queue's Send.
+type sender interface {
+	Send(ctx context.Context, m queue.Outgoing) error
+}
+
+// Sender sends every message through a claim check: Wrap, Send, and
+// Discard when the Send fails, so no blob outlives a message that was never
+// accepted. A Wrap failure is returned (ErrStore) and nothing is sent.
+type Sender struct {
+	Queue sender
+	Check *Check
+}
+
+// Send implements the queue's Send with the claim check.
+func (s Sender) Send(ctx context.Context, o queue.Outgoing) error {
+	w, err := s.Check.Wrap(ctx, o)
+	if err != nil {
+		return err
+	}
+	if err := s.Queue.Send(ctx, w); err != nil {
+		if derr := s.Check.Discard(context.WithoutCancel(ctx), w); derr != nil {
+			return errors.Join(err, fmt.Errorf("claim: discard the body of %s: %w", o.ID, derr))
+		}
+		return err
 	}
 	return nil
 }
