@@ -49,7 +49,7 @@ func cmdKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	c, _, err := loadConfig(configArgs(*path), "keys", getenv)
+	c, err := loadStoreConfig(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -206,13 +206,6 @@ func timeText(t time.Time) string {
 		return "never"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-func configArgs(path string) []string {
-	if path == "" {
-		return nil
-	}
-	return []string{"--config", path}
 }
 
 func cmdSim(ctx context.Context, args []string, log *slog.Logger, stdout io.Writer) error {

@@ -38,7 +38,7 @@ func cmdLimits(ctx context.Context, args []string, getenv func(string) string, s
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	c, _, err := loadConfig(configArgs(*path), "limits", getenv)
+	c, err := loadStoreConfig(*path, getenv)
 	if err != nil {
 		return err
 	}

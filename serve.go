@@ -18,12 +18,14 @@ import (
 	"github.com/foundry-gateway/gateway/handlers"
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
+	"github.com/foundry-gateway/gateway/internal/blob"
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/jobs"
 	"github.com/foundry-gateway/gateway/internal/ledger"
 	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/queue"
+	"github.com/foundry-gateway/gateway/internal/queue/claim"
 	queueembedded "github.com/foundry-gateway/gateway/internal/queue/embedded"
 	"github.com/foundry-gateway/gateway/internal/queue/servicebus"
 	"github.com/foundry-gateway/gateway/internal/quota"
@@ -64,6 +66,30 @@ func openStore(c config.Config) (store.Store, error) {
 		}
 		return embedded.Open(c.Store.Path)
 	}
+}
+
+// loadStoreConfig loads only the store and models sections of the config
+// (config.LoadStoreFile), for the operator commands: they need the table
+// endpoint and nothing else, so they work in Azure with `az login` and
+// GatewayTables__tableServiceUri alone.
+func loadStoreConfig(path string, getenv func(string) string) (config.Config, error) {
+	return config.LoadStoreFile(config.Path(path, getenv), getenv)
+}
+
+// openBlobs opens the configured blob store's container.
+func openBlobs(ctx context.Context, c config.Config, container string) (claim.Blobs, error) {
+	if c.Blob.Kind == config.BlobAzureBlob {
+		o := blob.AzureOptions{ConnectionString: c.Blob.ConnectionString.Reveal(), ServiceURL: c.Blob.ServiceURL, Container: container}
+		if o.ConnectionString == "" {
+			cred, err := backendauth.Credential(c.Blob.ClientID)
+			if err != nil {
+				return nil, fmt.Errorf("blob credential: %w", err)
+			}
+			o.Credential = cred
+		}
+		return blob.NewAzure(ctx, o)
+	}
+	return blob.OpenDir(c.Blob.Path, container)
 }
 
 // app is the gateway's object graph, built once.
@@ -177,11 +203,19 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
 	a.queue = q
+	// Claim check: job bodies above jobs.claimCheckBytes go to blob storage
+	// and the message carries a reference (Service Bus Standard: 256 KB).
+	bodies, err := openBlobs(ctx, c, c.Jobs.BodyContainer)
+	if err != nil {
+		return nil, fmt.Errorf("open blob container %s: %w", c.Jobs.BodyContainer, err)
+	}
+	claims := claim.New(bodies, c.Jobs.ClaimCheckBytes, func(err error) bool { return errors.Is(err, blob.ErrNotFound) })
 	js := jobs.NewStore(tabs[jobs.Table], nil)
 	dr := jobs.NewDrainer(js, q, rtr, px, rtr, log, jobs.DrainOptions{Target: c.Jobs.DrainTarget,
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
 		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal()})
 	dr.Telemetry = tel
+	dr.Claims = claims
 	keys := auth.NewKeys(tabs[auth.Table], nil)
 	dr.Authorize = func(ctx context.Context, j *jobs.Job) error {
 		if strings.HasPrefix(j.KeyID, "jwt:") {
@@ -242,7 +276,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 			KnownModel: func(m string) bool { _, err := rtr.Model(m); return err == nil }},
 		Jobs: js,
 		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
-			return jobs.Submit(ctx, js, q, s)
+			return jobs.Submit(ctx, js, claim.Sender{Queue: q, Check: claims}, s)
 		},
 		Quota:     &quota.Gate{L: lim, Counter: tc},
 		Telemetry: tel,
@@ -344,7 +378,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, lo
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.requests.Add(1); h.ServeHTTP(w, r) })
 	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	log.Info("gateway listening", "addr", ln.Addr().String(), "under_functions", c.UnderFunctions,
-		"store", string(c.Store.Kind), "queue", string(c.Queue.Kind), "models", len(c.Models), "backends", len(c.Backends))
+		"store", string(c.Store.Kind), "queue", string(c.Queue.Kind), "blob", string(c.Blob.Kind), "models", len(c.Models), "backends", len(c.Backends))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 

@@ -34,7 +34,7 @@ func cmdUsage(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{err.Error()}
 	}
 	q.Team = *team
-	c, _, err := loadConfig(configArgs(*path), "usage", getenv)
+	c, err := loadStoreConfig(*path, getenv)
 	if err != nil {
 		return err
 	}

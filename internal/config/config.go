@@ -75,6 +75,15 @@ const (
 	QueueServiceBus QueueKind = "servicebus"
 )
 
+// BlobKind selects the blob store implementation.
+type BlobKind string
+
+// Blob kinds.
+const (
+	BlobEmbedded  BlobKind = "embedded"
+	BlobAzureBlob BlobKind = "azure-blob"
+)
+
 // Config is the whole gateway configuration. Field comments give defaults.
 type Config struct {
 	// Listen is the address `handler serve` binds. Default 127.0.0.1:8080.
@@ -87,6 +96,9 @@ type Config struct {
 	Store StoreConfig `yaml:"store" json:"store"`
 	// Queue holds low-priority requests.
 	Queue QueueConfig `yaml:"queue" json:"queue"`
+	// Blob holds payloads too large for a queue message or a table row
+	// (the request bodies of large jobs, see jobs.claimCheckBytes).
+	Blob BlobConfig `yaml:"blob" json:"blob"`
 	// Backends are the Azure OpenAI / Foundry resources requests go to.
 	Backends []Backend `yaml:"backends" json:"backends"`
 	// Models maps the alias clients send (body "model" or the deployment in
@@ -167,6 +179,27 @@ type QueueConfig struct {
 	// Resolved from the environment by Load.
 	ConnectionString Secret `yaml:"-" json:"-"`
 	Namespace        string `yaml:"-" json:"-"`
+	ClientID         string `yaml:"-" json:"-"`
+}
+
+// BlobConfig selects and connects the blob store. Each use has its own
+// container (jobs.bodyContainer).
+type BlobConfig struct {
+	// Kind is embedded (default: files under Path) or azure-blob.
+	Kind BlobKind `yaml:"kind" json:"kind"`
+	// Path of the embedded store's directory. Default ./data/blobs.
+	Path string `yaml:"path" json:"path"`
+	// Connection names the app settings of an azure-blob store, in the
+	// Functions convention: <Connection> holds a connection string, or
+	// <Connection>__blobServiceUri the service URL used with managed
+	// identity (<Connection>__clientId picks a user-assigned identity;
+	// without it DefaultAzureCredential is used, e.g. `az login`).
+	// Default GatewayBlobs.
+	Connection string `yaml:"connection" json:"connection"`
+
+	// Resolved from the environment by Load.
+	ConnectionString Secret `yaml:"-" json:"-"`
+	ServiceURL       string `yaml:"-" json:"-"`
 	ClientID         string `yaml:"-" json:"-"`
 }
 
@@ -332,17 +365,9 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 // Parse decodes YAML or JSON, expands ${NAME} from getenv, applies
 // defaults, resolves secrets and validates. Unknown fields are errors.
 func Parse(data []byte, getenv func(string) string) (Config, error) {
-	var missing []string
-	data = envRef.ReplaceAllFunc(data, func(m []byte) []byte {
-		name := string(envRef.FindSubmatch(m)[1])
-		v := getenv(name)
-		if v == "" {
-			missing = append(missing, name)
-		}
-		return []byte(v)
-	})
-	if len(missing) > 0 {
-		return Config{}, fmt.Errorf("environment variables referenced by the config are not set: %s", strings.Join(missing, ", "))
+	data, err := expand(data, getenv)
+	if err != nil {
+		return Config{}, err
 	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -358,6 +383,81 @@ func Parse(data []byte, getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// expand replaces every ${NAME} in data with getenv(NAME); a reference to
+// an unset variable is an error that names it.
+func expand(data []byte, getenv func(string) string) ([]byte, error) {
+	var missing []string
+	data = envRef.ReplaceAllFunc(data, func(m []byte) []byte {
+		name := string(envRef.FindSubmatch(m)[1])
+		v := getenv(name)
+		if v == "" {
+			missing = append(missing, name)
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("environment variables referenced by the config are not set: %s", strings.Join(missing, ", "))
+	}
+	return data, nil
+}
+
+// LoadStoreFile reads only the parts of the file at path that the operator
+// commands (keys, limits, usage) use: store and models. See ParseStore.
+func LoadStoreFile(path string, getenv func(string) string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c, err := ParseStore(b, getenv)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseStore decodes only the store and models sections: ${NAME}
+// references elsewhere (backend endpoints, the queue) are not expanded, and
+// only the store's connection settings are read from getenv. So an operator
+// can manage keys in Azure with the deployed config file and nothing but
+// the table endpoint set (GatewayTables__tableServiceUri and `az login`).
+// Every other field of the result keeps its default.
+func ParseStore(data []byte, getenv func(string) string) (Config, error) {
+	var root map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return Config{}, fmt.Errorf("parse: %w", err)
+	}
+	var c Config
+	for _, sec := range []struct {
+		key string
+		dst any
+	}{{"store", &c.Store}, {"models", &c.Models}} {
+		n, ok := root[sec.key]
+		if !ok {
+			continue
+		}
+		sub, err := yaml.Marshal(&n)
+		if err != nil {
+			return Config{}, fmt.Errorf("parse %s: %w", sec.key, err)
+		}
+		if sub, err = expand(sub, getenv); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", sec.key, err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(sub))
+		dec.KnownFields(true)
+		if err := dec.Decode(sec.dst); err != nil {
+			return Config{}, fmt.Errorf("parse %s: %w", sec.key, err)
+		}
+	}
+	c.applyDefaults()
+	errs := c.Store.resolve(getenv)
+	switch c.Store.Kind {
+	case StoreEmbedded, StoreAzureTables:
+	default:
+		errs = append(errs, fmt.Errorf("store.kind %q: want %s or %s", c.Store.Kind, StoreEmbedded, StoreAzureTables))
+	}
+	return c, errors.Join(errs...)
 }
 
 func (c *Config) applyDefaults() {
@@ -387,6 +487,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Queue.Name == "" {
 		c.Queue.Name = "lowpri"
+	}
+	if c.Blob.Kind == "" {
+		c.Blob.Kind = BlobEmbedded
+	}
+	if c.Blob.Path == "" {
+		c.Blob.Path = "./data/blobs"
+	}
+	if c.Blob.Connection == "" {
+		c.Blob.Connection = "GatewayBlobs"
 	}
 	if c.Proxy.ResponseHeaderTimeout == 0 {
 		c.Proxy.ResponseHeaderTimeout = Duration(120 * time.Second)
@@ -469,16 +578,17 @@ func (c *Config) resolve(getenv func(string) string) error {
 	c.AppInsightsAuth = getenv(EnvAppInsightsAuth)
 	var errs []error
 	errs = append(errs, c.Jobs.resolve(getenv))
-	switch c.Store.Kind {
-	case StoreAzureTables:
-		p := c.Store.Connection
-		c.Store.ConnectionString = Secret(getenv(p))
-		if c.Store.ConnectionString == "" {
-			c.Store.ServiceURL = getenv(p + "__tableServiceUri")
-			c.Store.ClientID = getenv(p + "__clientId")
+	errs = append(errs, c.Store.resolve(getenv)...)
+	switch c.Blob.Kind {
+	case BlobAzureBlob:
+		p := c.Blob.Connection
+		c.Blob.ConnectionString = Secret(getenv(p))
+		if c.Blob.ConnectionString == "" {
+			c.Blob.ServiceURL = getenv(p + "__blobServiceUri")
+			c.Blob.ClientID = getenv(p + "__clientId")
 			errs = append(errs, checkCredential(p, getenv))
-			if c.Store.ServiceURL == "" {
-				errs = append(errs, fmt.Errorf("store: set %s (connection string) or %s__tableServiceUri (managed identity)", p, p))
+			if c.Blob.ServiceURL == "" {
+				errs = append(errs, fmt.Errorf("blob: set %s (connection string) or %s__blobServiceUri (managed identity)", p, p))
 			}
 		}
 	}
@@ -508,6 +618,27 @@ func (c *Config) resolve(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// resolve reads the connection settings of an azure-tables store.
+func (s *StoreConfig) resolve(getenv func(string) string) []error {
+	if s.Kind != StoreAzureTables {
+		return nil
+	}
+	var errs []error
+	p := s.Connection
+	s.ConnectionString = Secret(getenv(p))
+	if s.ConnectionString == "" {
+		s.ServiceURL = getenv(p + "__tableServiceUri")
+		s.ClientID = getenv(p + "__clientId")
+		if err := checkCredential(p, getenv); err != nil {
+			errs = append(errs, err)
+		}
+		if s.ServiceURL == "" {
+			errs = append(errs, fmt.Errorf("store: set %s (connection string) or %s__tableServiceUri (Entra ID: managed identity, or DefaultAzureCredential such as `az login` when %s__clientId is unset)", p, p, p))
+		}
+	}
+	return errs
 }
 
 // checkCredential reads <prefix>__credential, the Functions convention for
@@ -541,6 +672,11 @@ func (c *Config) Validate() error {
 	case QueueEmbedded, QueueServiceBus:
 	default:
 		bad("queue.kind %q: want %s or %s", c.Queue.Kind, QueueEmbedded, QueueServiceBus)
+	}
+	switch c.Blob.Kind {
+	case BlobEmbedded, BlobAzureBlob:
+	default:
+		bad("blob.kind %q: want %s or %s", c.Blob.Kind, BlobEmbedded, BlobAzureBlob)
 	}
 	if c.Queue.LockDuration < 0 {
 		bad("queue.lockDuration %v: must not be negative", c.Queue.LockDuration.D())

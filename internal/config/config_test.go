@@ -32,6 +32,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 		{"local", "infra/config/local.yaml", nil, StoreEmbedded},
 		{"azure", "infra/config/azure.yaml", map[string]string{
 			"GatewayTables__tableServiceUri":                "https://acct.table.core.windows.net",
+			"GatewayBlobs__blobServiceUri":                  "https://acct.blob.core.windows.net",
 			"ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
 			"FOUNDRY_ENDPOINT":                              "https://x.openai.azure.com",
 			"FOUNDRY_REGION":                                "swedencentral",

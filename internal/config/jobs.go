@@ -23,6 +23,16 @@ type JobsConfig struct {
 	// CallbackSecretEnv names the environment variable holding the key
 	// that signs callbacks (HMAC-SHA256 in X-Gateway-Signature). Empty: callbacks are unsigned.
 	CallbackSecretEnv string `yaml:"callbackSecretEnv" json:"callbackSecretEnv"`
+	// ClaimCheckBytes: a job request body larger than this is stored in the
+	// blob store (container BodyContainer) and the queue message carries a
+	// reference, because Service Bus Standard refuses messages above
+	// 256 KB (Premium: up to 100 MB). Default 196608 (192 KiB), which
+	// leaves room for the message's properties; at most 245760 (240 KiB).
+	ClaimCheckBytes int `yaml:"claimCheckBytes" json:"claimCheckBytes"`
+	// BodyContainer is the blob container of large job bodies. Each body is
+	// deleted when its job is finished. Default job-bodies (the container
+	// infra/main.bicep creates).
+	BodyContainer string `yaml:"bodyContainer" json:"bodyContainer"`
 
 	// CallbackSecret is resolved by Load.
 	CallbackSecret Secret `yaml:"-" json:"-"`
@@ -44,7 +54,20 @@ func (j *JobsConfig) applyDefaults() {
 	if j.MaxAttempts == 0 {
 		j.MaxAttempts = 5
 	}
+	if j.ClaimCheckBytes == 0 {
+		j.ClaimCheckBytes = DefaultClaimCheckBytes
+	}
+	if j.BodyContainer == "" {
+		j.BodyContainer = "job-bodies"
+	}
 }
+
+// DefaultClaimCheckBytes is the default jobs.claimCheckBytes (192 KiB).
+const DefaultClaimCheckBytes = 192 << 10
+
+// maxClaimCheckBytes keeps an inline body plus properties under Service Bus
+// Standard's 256 KB message limit.
+const maxClaimCheckBytes = 240 << 10
 
 func (j *JobsConfig) resolve(getenv func(string) string) error {
 	if j.CallbackSecretEnv == "" {
@@ -64,6 +87,9 @@ func (j *JobsConfig) validate() []error {
 	}
 	if j.MaxPerRound < 0 || j.Concurrency < 0 || j.MaxAttempts < 0 {
 		errs = append(errs, errors.New("jobs: maxPerRound, concurrency and maxAttempts must not be negative"))
+	}
+	if j.ClaimCheckBytes < 1 || j.ClaimCheckBytes > maxClaimCheckBytes {
+		errs = append(errs, fmt.Errorf("jobs.claimCheckBytes %d: want 1 to %d (Service Bus Standard refuses messages above 256 KB)", j.ClaimCheckBytes, maxClaimCheckBytes))
 	}
 	return errs
 }
