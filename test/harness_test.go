@@ -179,6 +179,8 @@ type stackOptions struct {
 	// store and auth replace the template's store line (embedded, in the
 	// stack's directory) and auth line (keyCacheTTL 1s); the main key has the admin scope.
 	store, auth string
+	// maxBodyBytes replaces the template's 64 KiB maxBodyBytes when set.
+	maxBodyBytes int64
 	// extraKeys are `handler keys create` flag sets (e.g. --team, --app,
 	// --regions) for more keys, made before the gateway starts.
 	extraKeys [][]string
@@ -204,10 +206,13 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if o.auth == "" {
 		o.auth = "auth: { keyCacheTTL: 1s }"
 	}
+	if o.maxBodyBytes == 0 {
+		o.maxBodyBytes = 65536
+	}
 	simPort, gwPort := freePort(t), freePort(t)
 	s := &stack{Dir: dir, SimURL: fmt.Sprintf("http://127.0.0.1:%d", simPort), URL: fmt.Sprintf("http://127.0.0.1:%d", gwPort)}
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
-maxBodyBytes: 65536
+maxBodyBytes: %d
 %s
 proxy: { exposeBackend: true, responseHeaderTimeout: 2s }
 %s
@@ -227,7 +232,7 @@ models:
     targets:
       - { backend: sim-paygo, deployment: text-embedding-3-small }
 %s
-`, gwPort, o.store, o.auth, o.extraTop, s.SimURL, s.SimURL, o.extraBackends, o.extraModels)
+`, gwPort, o.maxBodyBytes, o.store, o.auth, o.extraTop, s.SimURL, s.SimURL, o.extraBackends, o.extraModels)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	s.CfgPath = cfgPath
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
