@@ -66,7 +66,13 @@ param maximumElasticWorkerCount int = 20
 ])
 param storageSku string = 'Standard_LRS'
 
-@description('Service Bus tier. Standard is enough for the low-priority queue (256 KB messages); Premium allows messages up to 100 MB and private networking.')
+// Message size: Service Bus Standard accepts messages up to 256 KB, Premium
+// up to 100 MB (https://learn.microsoft.com/azure/service-bus-messaging/service-bus-quotas).
+// Job requests can be up to maxBodyBytes (16 MiB), so the gateway never puts
+// a body above jobs.claimCheckBytes (192 KiB) in a message: it stores it in
+// the job-bodies blob container and sends a reference (claim check). That is
+// why Standard works for every request size.
+@description('Service Bus tier. Standard is enough: messages are limited to 256 KB there, and job bodies above 192 KiB travel through the job-bodies blob container (claim check). Premium allows messages up to 100 MB and private networking.')
 @allowed([
   'Standard'
   'Premium'
@@ -133,12 +139,23 @@ param financeReaderPrincipalId string = ''
 ])
 param financeReaderPrincipalType string = 'Group'
 
+@description('Give the principal that runs the deployment (deployer(), or deployerPrincipalId when set) Storage Table Data Contributor on the storage account, so the first admin key can be created from a laptop with az login only (handler keys create; README "First hour in Azure"). Set false when the deploying principal is a pipeline that must not hold data access; then grant the role to an operator, or use an Entra ID identity rule with admin: true.')
+param grantDeployerTableAccess bool = true
+
+@description('Days after which a leftover job body blob is deleted (the gateway deletes each one when its job finishes). Keep it longer than queueDefaultMessageTimeToLive.')
+@minValue(1)
+param jobBodiesRetentionDays int = 30
+
 var suffix = uniqueString(resourceGroup().id, name)
 var storageAccountName = take(toLower('st${name}${suffix}'), 24)
 var deploymentContainerName = 'app-package'
 // The queue name must match queue.name in infra/config/azure.yaml
 // (TestBicepSettingsMatchGateway checks it).
 var queueName = 'lowpri'
+// The container of large job bodies must match jobs.bodyContainer in
+// infra/config/azure.yaml (its default, job-bodies; TestBicepSettingsMatchGateway).
+var jobBodiesContainerName = 'job-bodies'
+var tableAdminPrincipalId = grantDeployerTableAccess ? (empty(deployerPrincipalId) ? deployer().objectId : deployerPrincipalId) : ''
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${name}-${suffix}'
@@ -171,6 +188,9 @@ module storage 'modules/storage.bicep' = {
     deployerPrincipalId: deployerPrincipalId
     financeReaderPrincipalId: financeReaderPrincipalId
     financeReaderPrincipalType: financeReaderPrincipalType
+    jobBodiesContainerName: jobBodiesContainerName
+    jobBodiesRetentionDays: jobBodiesRetentionDays
+    tableAdminPrincipalId: tableAdminPrincipalId
   }
 }
 
@@ -230,6 +250,7 @@ module functionApp 'modules/functionapp.bicep' = {
     storageAccountName: storage.outputs.name
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     tableServiceUri: storage.outputs.tableEndpoint
+    blobServiceUri: storage.outputs.blobEndpoint
     serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
     appInsightsConnectionString: monitoring.outputs.connectionString
     gatewayConfigPath: gatewayConfigPath
@@ -258,7 +279,10 @@ output identityPrincipalId string = identity.properties.principalId
 @description('Table service endpoint of the gateway tables (finance reads UsageDaily here).')
 output storageTableEndpoint string = storage.outputs.tableEndpoint
 
-@description('Storage account name (host storage, deployment package, gateway tables).')
+@description('Blob container of large job bodies (claim check).')
+output jobBodiesContainerName string = jobBodiesContainerName
+
+@description('Storage account name (host storage, deployment package, gateway tables, job bodies).')
 output storageAccountName string = storage.outputs.name
 
 @description('Blob container that holds the deployment package.')

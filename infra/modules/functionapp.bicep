@@ -49,6 +49,9 @@ param deploymentContainerUrl string
 @description('Table service endpoint of the gateway tables.')
 param tableServiceUri string
 
+@description('Blob service endpoint of the job-bodies container (GatewayBlobs__blobServiceUri).')
+param blobServiceUri string
+
 @description('Fully qualified Service Bus namespace.')
 param serviceBusNamespace string
 
@@ -75,7 +78,7 @@ var isFlex = hostingPlan == 'FlexConsumption'
 // Package blob for Elastic Premium (uploaded by make deploy).
 var packageUrl = '${deploymentContainerUrl}/gateway.zip'
 
-// Settings on every plan. Names ending in __tableServiceUri,
+// Settings on every plan. Names ending in __tableServiceUri, __blobServiceUri,
 // __fullyQualifiedNamespace and __clientId are the Functions identity-based
 // connection convention; the gateway reads them the same way (config.go).
 var gatewaySettings = [
@@ -109,6 +112,18 @@ var gatewaySettings = [
   }
   {
     name: 'GatewayTables__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'GatewayBlobs__blobServiceUri'
+    value: blobServiceUri
+  }
+  {
+    name: 'GatewayBlobs__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'GatewayBlobs__credential'
     value: 'managedidentity'
   }
   {

@@ -1,5 +1,6 @@
 // Storage account for the Functions host (blob leases, keys), the deployment
-// package container and the gateway's tables. Shared keys are disabled: every
+// package container, the gateway's tables and the container of large job
+// bodies (the claim check: see jobBodiesContainerName). Shared keys are disabled: every
 // caller uses Entra ID.
 
 @description('Storage account name (3 to 24 lowercase letters and digits).')
@@ -19,6 +20,16 @@ param deploymentContainerName string
 
 @description('Principal id of the managed identity of the Function App.')
 param principalId string
+
+@description('Blob container of the request bodies of large jobs. The gateway stores a body above jobs.claimCheckBytes (192 KiB) there and the Service Bus message carries only a reference, so the Standard tier (256 KB messages) carries requests up to maxBodyBytes. Must match jobs.bodyContainer in the gateway config.')
+param jobBodiesContainerName string
+
+@description('Days after which a job body blob is deleted even if the gateway did not delete it (it deletes each one when its job finishes). Longer than the queue message time to live, so a queued job never loses its body.')
+@minValue(1)
+param jobBodiesRetentionDays int
+
+@description('Optional object id of the principal that gets Storage Table Data Contributor on the account: the deployer, so that the first admin key can be created from a laptop with az login (handler keys create). Empty: none.')
+param tableAdminPrincipalId string
 
 @description('Optional principal that uploads the package (gets Storage Blob Data Contributor on the container).')
 param deployerPrincipalId string
@@ -44,7 +55,8 @@ var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 // Storage Table Data Contributor: the gateway tables, and the host's
 // diagnostic events.
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-// Storage Blob Data Contributor: the deployer uploads the package.
+// Storage Blob Data Contributor: the deployer uploads the package; the
+// gateway reads, writes and deletes job bodies.
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Storage Table Data Reader: finance reads the usage tables. A data role
 // can be scoped to one table (.../tableServices/default/tables/<name>; see
@@ -92,6 +104,78 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: deploymentContainerName
   properties: {
     publicAccess: 'None'
+  }
+}
+
+resource jobBodiesContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: jobBodiesContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// A body whose delete failed (storage unreachable when its job finished) is
+// removed by this rule; the gateway itself deletes each body when its job
+// is completed, failed, cancelled or dead-lettered.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-job-bodies'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${jobBodiesContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: jobBodiesRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
+// The gateway's own role on the job bodies, scoped to their container. The
+// host's Storage Blob Data Owner on the account covers it today; this keeps
+// the claim check working if the host role is ever narrowed to its own
+// containers.
+resource jobBodiesContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(jobBodiesContainer.id, principalId, storageBlobDataContributor)
+  scope: jobBodiesContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The operator's table access: `handler keys create` from a laptop writes
+// the first admin key straight into the Keys table with the operator's
+// az login (DefaultAzureCredential). Without a data role the call fails
+// with 403 AuthorizationPermissionMismatch, because shared keys are
+// disabled and Owner or Contributor on the account grant no data access.
+resource tableAdmin 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(tableAdminPrincipalId)) {
+  name: guid(account.id, tableAdminPrincipalId, storageTableDataContributor)
+  scope: account
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: tableAdminPrincipalId
   }
 }
 
@@ -149,6 +233,9 @@ output name string = account.name
 
 @description('Table service endpoint, e.g. https://x.table.core.windows.net/.')
 output tableEndpoint string = account.properties.primaryEndpoints.table
+
+@description('Blob service endpoint, e.g. https://x.blob.core.windows.net/.')
+output blobEndpoint string = account.properties.primaryEndpoints.blob
 
 @description('URL of the deployment package container (no trailing slash).')
 output deploymentContainerUrl string = '${account.properties.primaryEndpoints.blob}${deploymentContainerName}'

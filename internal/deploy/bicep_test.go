@@ -518,6 +518,79 @@ func TestBicepStatic(t *testing.T) {
 	}
 }
 
+// TestBicepClaimCheckAndOperatorAccess checks the resources of issue 13: the
+// job-bodies container with the gateway identity's Storage Blob Data
+// Contributor role on it, and the deployer's Storage Table Data Contributor
+// role on the account (on by default, opt-out by parameter) that lets an
+// operator create the first admin key with az login.
+func TestBicepClaimCheckAndOperatorAccess(t *testing.T) {
+	infra := filepath.Join(repoRoot(t), "infra")
+	files, _ := lintBicepDir(t, infra)
+	main, storage := files[filepath.Join(infra, "main.bicep")], files[filepath.Join(infra, "modules", "storage.bicep")]
+	if main == nil || storage == nil {
+		t.Fatal("main.bicep or modules/storage.bicep missing")
+	}
+	const (
+		blobContributor  = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+		tableContributor = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+	)
+	// A resource block: its declaration up to the next top-level declaration.
+	block := func(f *bicepFile, decl string) string {
+		i := strings.Index(f.src, decl)
+		if i < 0 {
+			return ""
+		}
+		rest := f.src[i+len(decl):]
+		if j := regexp.MustCompile(`(?m)^(resource|module|output|param|var) `).FindStringIndex(rest); j != nil {
+			rest = rest[:j[0]]
+		}
+		return rest
+	}
+	tests := []struct {
+		name string
+		f    *bicepFile
+		decl string
+		want []string
+	}{
+		{"job bodies container", storage, "resource jobBodiesContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@",
+			[]string{"parent: blobService", "name: jobBodiesContainerName", "publicAccess: 'None'"}},
+		{"gateway identity on the job bodies", storage, "resource jobBodiesContributor ",
+			[]string{"scope: jobBodiesContainer", "storageBlobDataContributor", "principalId: principalId"}},
+		{"deployer table access", storage, "resource tableAdmin ",
+			[]string{"if (!empty(tableAdminPrincipalId))", "scope: account", "storageTableDataContributor", "principalId: tableAdminPrincipalId"}},
+		{"leftover bodies expire", storage, "resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@",
+			[]string{"'${jobBodiesContainerName}/'", "daysAfterModificationGreaterThan: jobBodiesRetentionDays"}},
+		{"opt-out parameter, default on", main, "param grantDeployerTableAccess bool = true", nil},
+		{"deployer by default", main, "var tableAdminPrincipalId = ",
+			[]string{"grantDeployerTableAccess ?", "deployer().objectId", "deployerPrincipalId"}},
+		{"storage module gets them", main, "module storage 'modules/storage.bicep'",
+			[]string{"jobBodiesContainerName: jobBodiesContainerName", "tableAdminPrincipalId: tableAdminPrincipalId"}},
+		{"function app gets the blob endpoint", main, "module functionApp 'modules/functionapp.bicep'",
+			[]string{"blobServiceUri: storage.outputs.blobEndpoint"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := block(tt.f, tt.decl)
+			if !strings.Contains(tt.f.src, tt.decl) {
+				t.Fatalf("%s: no %q", tt.f.path, tt.decl)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(b, w) {
+					t.Errorf("%s %q: missing %q in\n%s", tt.f.path, tt.decl, w, b)
+				}
+			}
+		})
+	}
+	for role, v := range map[string]string{blobContributor: "storageBlobDataContributor", tableContributor: "storageTableDataContributor"} {
+		if !strings.Contains(storage.src, "var "+v+" = '"+role+"'") {
+			t.Errorf("storage.bicep: %s is not the built-in role id %s", v, role)
+		}
+	}
+	if !strings.Contains(main.src, "Premium") || !strings.Contains(main.src, "100 MB") || !strings.Contains(main.src, "256 KB") {
+		t.Error("main.bicep should document the Service Bus message sizes (Standard 256 KB, Premium 100 MB)")
+	}
+}
+
 // TestBicepLintCatches shows that each rule of the checker fires.
 func TestBicepLintCatches(t *testing.T) {
 	const module = `@description('A.')

@@ -192,6 +192,8 @@ func fakeValue(name string) string {
 	switch {
 	case strings.HasSuffix(name, "__tableServiceUri"):
 		return "https://fake.table.core.windows.net/"
+	case strings.HasSuffix(name, "__blobServiceUri"):
+		return "https://fake.blob.core.windows.net/"
 	case strings.HasSuffix(name, "__fullyQualifiedNamespace"):
 		return "fake.servicebus.windows.net"
 	case strings.HasSuffix(name, "__credential"):
@@ -366,7 +368,7 @@ func TestBicepSettingsMatchGateway(t *testing.T) {
 		}
 		// Identity-based only: never the connection-string form, never an
 		// API key as a literal setting (only Key Vault references).
-		for _, n := range []string{cfg.Store.Connection, cfg.Queue.Connection} {
+		for _, n := range []string{cfg.Store.Connection, cfg.Queue.Connection, cfg.Blob.Connection} {
 			if set[n] {
 				t.Errorf("%s sets %s, the connection-string form; use %s__… identity settings", l.where, n, n)
 			}
@@ -399,6 +401,9 @@ func TestBicepSettingsMatchGateway(t *testing.T) {
 	main := files[filepath.Join(infra, "main.bicep")]
 	if q := main.literalVar("queueName"); q != cfg.Queue.Name {
 		t.Errorf("main.bicep creates queue %q, the config uses %q", q, cfg.Queue.Name)
+	}
+	if c := main.literalVar("jobBodiesContainerName"); c != cfg.Jobs.BodyContainer {
+		t.Errorf("main.bicep creates job body container %q, the config uses %q", c, cfg.Jobs.BodyContainer)
 	}
 	m := regexp.MustCompile(`(?m)^param gatewayConfigPath string = '([^']*)'`).FindStringSubmatch(main.src)
 	if m == nil || m[1] != ConfigFile {
