@@ -46,10 +46,14 @@ Usage:
   handler usage rebuild --day D                 recompute a day's sums from UsageEvents (streams; bounded memory)
   handler limits set --key ID|--app A|--team T [--rpm N] [--tpm N] [--monthly-tokens N]
   handler limits list | delete                  per-key/app/team limit overrides
+  handler smoke --url URL --key KEY [--model M] [--job-timeout 3m]
+                                                check a deployed gateway: models, chat, stream, async job, usage report
   handler package --out ZIP [--binary B] [--gateway-config FILE]
                                                 build the Azure Functions zip package
 
-The config file is --config, else $GATEWAY_CONFIG, else gateway.yaml.
+The config file is --config, else $GATEWAY_CONFIG, else gateway.yaml. The keys,
+limits and usage commands read only its store and models sections, so in Azure
+they need only GatewayTables__tableServiceUri (and az login).
 `
 
 type usageError struct{ msg string }
@@ -88,6 +92,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdLimits(ctx, args[1:], getenv, stdout)
 	case "package":
 		return cmdPackage(args[1:], stdout)
+	case "smoke":
+		return cmdSmoke(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)
 		return nil
