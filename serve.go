@@ -76,8 +76,11 @@ func loadStoreConfig(path string, getenv func(string) string) (config.Config, er
 	return config.LoadStoreFile(config.Path(path, getenv), getenv)
 }
 
-// openBlobs opens the configured blob store's container.
-func openBlobs(ctx context.Context, c config.Config, container string) (claim.Blobs, error) {
+// openBlobs opens the configured blob store's container. An Azure
+// container that cannot be created or reached now is only a warning: the
+// gateway still serves everything else, and a large job then gets a clear
+// 503 (job_body_store_unavailable) instead of the whole app failing to start.
+func openBlobs(ctx context.Context, c config.Config, container string, log *slog.Logger) (claim.Blobs, error) {
 	if c.Blob.Kind == config.BlobAzureBlob {
 		o := blob.AzureOptions{ConnectionString: c.Blob.ConnectionString.Reveal(), ServiceURL: c.Blob.ServiceURL, Container: container}
 		if o.ConnectionString == "" {
@@ -87,7 +90,16 @@ func openBlobs(ctx context.Context, c config.Config, container string) (claim.Bl
 			}
 			o.Credential = cred
 		}
-		return blob.NewAzure(ctx, o)
+		a, err := blob.NewAzure(o)
+		if err != nil {
+			return nil, err
+		}
+		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := a.EnsureContainer(ectx); err != nil {
+			log.Warn("blob container not ready; large jobs fail until it is", "container", container, "error", err)
+		}
+		return a, nil
 	}
 	return blob.OpenDir(c.Blob.Path, container)
 }
@@ -205,7 +217,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	a.queue = q
 	// Claim check: job bodies above jobs.claimCheckBytes go to blob storage
 	// and the message carries a reference (Service Bus Standard: 256 KB).
-	bodies, err := openBlobs(ctx, c, c.Jobs.BodyContainer)
+	bodies, err := openBlobs(ctx, c, c.Jobs.BodyContainer, log)
 	if err != nil {
 		return nil, fmt.Errorf("open blob container %s: %w", c.Jobs.BodyContainer, err)
 	}

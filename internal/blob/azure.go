@@ -36,9 +36,9 @@ type Azure struct {
 	container string
 }
 
-// NewAzure connects to the container and creates it when it does not exist
-// (the Bicep creates it in Azure; Azurite starts empty).
-func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
+// NewAzure returns the container's client. It does no I/O; see
+// EnsureContainer.
+func NewAzure(o AzureOptions) (*Azure, error) {
 	if err := checkContainer(o.Container); err != nil {
 		return nil, err
 	}
@@ -61,11 +61,17 @@ func NewAzure(ctx context.Context, o AzureOptions) (*Azure, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob: client: %w", err)
 	}
-	_, err = c.CreateContainer(ctx, o.Container, nil)
-	if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-		return nil, fmt.Errorf("blob: create container %s: %w", o.Container, err)
-	}
 	return &Azure{c: c, container: o.Container}, nil
+}
+
+// EnsureContainer creates the container when it does not exist (the Bicep
+// creates it in Azure; Azurite starts empty). An existing container is fine.
+func (a *Azure) EnsureContainer(ctx context.Context) error {
+	_, err := a.c.CreateContainer(ctx, a.container, nil)
+	if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+		return fmt.Errorf("blob: create container %s: %w", a.container, err)
+	}
+	return nil
 }
 
 // Put stores data under name as a block blob, replacing any blob of that
