@@ -4,8 +4,10 @@
 //
 // Implementations live in sub-packages (servicebus for Azure Service Bus,
 // embedded for a local bbolt file) and must pass the shared suite in
-// queuetest. Consumers (the jobs layer and its drain) should declare the few
-// methods they use as their own small interface.
+// queuetest. The claim sub-package keeps bodies above Service Bus
+// Standard's 256 KB out of messages (a blob reference instead). Consumers
+// (the jobs layer and its drain) should declare the few methods they use as
+// their own small interface.
 //
 // Delivery is at least once: a message is removed only by Complete (or moved
 // by DeadLetter); a receiver that crashes or stalls loses its lock and the
