@@ -155,6 +155,8 @@ var queueName = 'lowpri'
 // The container of large job bodies must match jobs.bodyContainer in
 // infra/config/azure.yaml (its default, job-bodies; TestBicepSettingsMatchGateway).
 var jobBodiesContainerName = 'job-bodies'
+// deployer() is the principal running the deployment (Bicep CLI from late
+// 2024, Azure/bicep#15340).
 var tableAdminPrincipalId = grantDeployerTableAccess ? (empty(deployerPrincipalId) ? deployer().objectId : deployerPrincipalId) : ''
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
