@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -85,11 +86,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "sim":
 		return cmdSim(ctx, args[1:], log, stdout)
 	case "keys":
-		return cmdKeys(ctx, args[1:], getenv, stdout)
+		return storeHint(cmdKeys(ctx, args[1:], getenv, stdout))
 	case "usage":
-		return cmdUsage(ctx, args[1:], getenv, stdout)
+		return storeHint(cmdUsage(ctx, args[1:], getenv, stdout))
 	case "limits":
-		return cmdLimits(ctx, args[1:], getenv, stdout)
+		return storeHint(cmdLimits(ctx, args[1:], getenv, stdout))
 	case "package":
 		return cmdPackage(args[1:], stdout)
 	case "smoke":
@@ -100,6 +101,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprint(stderr, usageText)
 	return usageError{"unknown command " + args[0]}
+}
+
+// storeHint adds what to do to the errors an operator meets first in Azure:
+// a table call refused for lack of a data role (shared keys are disabled,
+// so Owner or Contributor on the account is not enough), or no credential.
+func storeHint(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "AuthorizationPermissionMismatch") || strings.Contains(msg, "AuthorizationFailure"):
+		return fmt.Errorf("%w\nhint: your identity needs Storage Table Data Contributor on the storage account "+
+			"(infra/main.bicep grants it to the deployer unless grantDeployerTableAccess=false; docs/azure.md, First hour in Azure)", err)
+	case strings.Contains(msg, "DefaultAzureCredential"):
+		return fmt.Errorf("%w\nhint: sign in with `az login` (or set GatewayTables to a connection string)", err)
+	}
+	return err
 }
 
 func logLevel(s string) slog.Level {
