@@ -320,7 +320,7 @@ func (r runner) usage(ctx context.Context) (string, error) {
 	if err := json.Unmarshal(body, &rep); err != nil || rep.Rows == nil {
 		return "", errors.New("usage report: status 200 but not a usage report")
 	}
-	return fmt.Sprintf("%d rows for %s..%s (usage rows appear after the rollup timer runs)", len(rep.Rows), rep.From, rep.To), nil
+	return fmt.Sprintf("report for %s..%s with %d row(s) (usage rows appear after the rollup timer runs)", rep.From, rep.To, len(rep.Rows)), nil
 }
 
 func trim(s string, n int) string {
