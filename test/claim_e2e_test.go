@@ -86,3 +86,51 @@ func TestLargeJobThroughClaimCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeJobBlobFailureLosesNothing: when the body cannot be stored, the
+// client gets a clear 503 in the OpenAI error shape, the job is recorded as
+// failed, and no message is queued (so nothing runs later either). The
+// embedded blob container is replaced by a plain file, which makes every
+// write fail even for root.
+func TestLargeJobBlobFailureLosesNothing(t *testing.T) {
+	s := startStack(t, stackOptions{maxBodyBytes: 4 << 20, extraTop: "timers: { drain: 200ms }"})
+	container := filepath.Join(s.Dir, "data", "blobs", "job-bodies")
+	if err := os.RemoveAll(container); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(container, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"model": "gpt-4o-mini", "max_tokens": 16,
+		"messages": []map[string]string{{"role": "user", "content": strings.Repeat("x", 300<<10)}}})
+	code, _, body := jcall(t, http.MethodPost, s.URL+"/openai/v1/chat/completions", s.Key, string(b), async)
+	var e struct {
+		Error struct{ Code, Message, Type string } `json:"error"`
+	}
+	if code != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Error.Code != "job_body_store_unavailable" || e.Error.Message == "" {
+		t.Fatalf("submit with a broken blob store: %d %s, want 503 job_body_store_unavailable", code, body)
+	}
+	// A small job still works: only large bodies need blob storage.
+	ok := submitJob(t, s.URL, s.Key, chatBody("still fine"), nil)
+	if got := waitTerminal(t, s.URL, s.Key, []string{ok.ID}, 15*time.Second)[ok.ID]; got.Status != "succeeded" {
+		t.Errorf("small job beside the broken blob store: %s (%s)", got.Status, got.Error)
+	}
+	jobs := listJobs(t, s.URL, s.Key, "")
+	var failed, succeeded int
+	for _, j := range jobs {
+		switch j.Status {
+		case "failed":
+			failed++
+			if !strings.Contains(j.Error, "store the request body") {
+				t.Errorf("failed job error %q, want it to say the body could not be stored", j.Error)
+			}
+		case "succeeded":
+			succeeded++
+		default:
+			t.Errorf("job %s is %s: the failed submission must not leave a job to run", j.ID, j.Status)
+		}
+	}
+	if failed != 1 || succeeded != 1 {
+		t.Errorf("jobs %+v, want one failed (the large one) and one succeeded", jobs)
+	}
+}
