@@ -71,7 +71,7 @@ func cmdUsageRebuild(ctx context.Context, args []string, getenv func(string) str
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	c, _, err := loadConfig(configArgs(*path), "usage", getenv)
+	c, err := loadStoreConfig(*path, getenv)
 	if err != nil {
 		return err
 	}
