@@ -220,6 +220,7 @@ models:
   gpt-4o-mini:
     targets:
       - { backend: sim-paygo, deployment: gpt-4o-mini }
+    jobs: { spillToPaygo: true }   # the stack has no provisioned target for it
   o4-mini:
     targets:
       - { backend: sim-paygo, deployment: o4-mini }

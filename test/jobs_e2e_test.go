@@ -395,6 +395,7 @@ models:
   gpt-4o-mini:
     targets:
       - { backend: sim, deployment: gpt-4o-mini }
+    jobs: { spillToPaygo: true }
 `
 	s := startOwnStack(t, simCfg, gwCfg)
 	text := strings.Repeat("spare capacity ", 20) // ~300 bytes
@@ -533,6 +534,7 @@ models:
   gpt-4o-mini:
     targets:
       - { backend: sim, deployment: gpt-4o-mini }
+    jobs: { spillToPaygo: true }
 `
 	s := startOwnStack(t, simCfg, gwCfg)
 	ids := make([]string, m)
