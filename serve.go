@@ -192,7 +192,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	policies := jobPolicies(c)
 	dr := jobs.NewDrainer(js, q, rtr, px, sig, log, jobs.DrainOptions{Policies: policies,
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
-		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal()})
+		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal(), ProbeBackoff: c.Jobs.ProbeBackoff.D()})
 	dr.Telemetry = tel
 	keys := auth.NewKeys(tabs[auth.Table], nil)
 	dr.Authorize = func(ctx context.Context, j *jobs.Job) error {
@@ -332,7 +332,7 @@ func drainSignals(c config.Config, rtr *route.Router, t store.Table, log *slog.L
 		instance = "local-" + hex.EncodeToString(b[:])
 	}
 	fleet := utilization.NewFleet(t, samples, utilization.FleetOptions{Instance: instance, Every: s.PublishInterval.D(),
-		ReadEvery: min(s.PublishInterval.D()/2, s.HeaderMaxAge.D()/4), Log: log})
+		ReadEvery: min(s.PublishInterval.D()/2, s.FleetMaxAge.D()/4), Log: log})
 	workers := []func(context.Context) error{fleet.Run}
 	var metrics *utilization.Metrics
 	if mc := s.Metrics; mc.Endpoint != "" {
@@ -365,7 +365,7 @@ func drainSignals(c config.Config, rtr *route.Router, t store.Table, log *slog.L
 			log.Warn("jobs.signals.metrics is set but no backend has a resourceId; metrics are not read")
 		}
 	}
-	sig := utilization.New(local, fleet, metrics, utilization.Options{HeaderMaxAge: s.HeaderMaxAge.D(), MetricsMaxAge: s.Metrics.MaxAge.D()})
+	sig := utilization.New(local, fleet, metrics, utilization.Options{HeaderMaxAge: s.HeaderMaxAge.D(), FleetMaxAge: s.FleetMaxAge.D(), MetricsMaxAge: s.Metrics.MaxAge.D()})
 	return sig, workers, nil
 }
 

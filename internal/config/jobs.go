@@ -27,6 +27,10 @@ type JobsConfig struct {
 	// that signs callbacks (HMAC-SHA256 in X-Gateway-Signature). Empty: callbacks are unsigned.
 	CallbackSecretEnv string `yaml:"callbackSecretEnv" json:"callbackSecretEnv"`
 
+	// ProbeBackoff: after a deployment read busy, the next probe (one job
+	// run while no signal is fresh, to learn) waits this long, doubling
+	// while probes keep finding it busy (up to 16x). Default 5s.
+	ProbeBackoff Duration `yaml:"probeBackoff" json:"probeBackoff"`
 	// Signals are where the drain learns how busy each deployment is.
 	Signals SignalsConfig `yaml:"signals" json:"signals"`
 
@@ -55,10 +59,12 @@ type SignalsConfig struct {
 	// Metrics reads Azure Monitor (backends[].resourceId needed). Off when
 	// metrics.endpoint is empty.
 	Metrics MetricsConfig `yaml:"metrics" json:"metrics"`
-	// HeaderMaxAge: a response-header sample (this instance's or another
-	// instance's, from the DeploymentLoad table) is fresh for this long.
-	// Default 5s.
+	// HeaderMaxAge: this instance's response-header sample is fresh for
+	// this long. Default 5s.
 	HeaderMaxAge Duration `yaml:"headerMaxAge" json:"headerMaxAge"`
+	// FleetMaxAge: another instance's sample (DeploymentLoad table) is
+	// fresh for this long; keep it above publishInterval. Default 5s.
+	FleetMaxAge Duration `yaml:"fleetMaxAge" json:"fleetMaxAge"`
 	// PublishInterval: how often an instance writes its newest samples to
 	// the DeploymentLoad table (only when it has new ones). Default 1s,
 	// the minimum.
@@ -108,9 +114,15 @@ func (j *JobsConfig) applyDefaults() {
 	if j.MaxAttempts == 0 {
 		j.MaxAttempts = 5
 	}
+	if j.ProbeBackoff == 0 {
+		j.ProbeBackoff = Duration(5 * time.Second)
+	}
 	s := &j.Signals
 	if s.HeaderMaxAge == 0 {
 		s.HeaderMaxAge = Duration(5 * time.Second)
+	}
+	if s.FleetMaxAge == 0 {
+		s.FleetMaxAge = Duration(5 * time.Second)
 	}
 	if s.PublishInterval == 0 {
 		s.PublishInterval = Duration(time.Second)
@@ -153,8 +165,11 @@ func (j *JobsConfig) validate() []error {
 		errs = append(errs, errors.New("jobs: maxPerRound, concurrency and maxAttempts must not be negative"))
 	}
 	s := j.Signals
-	if s.HeaderMaxAge < 0 {
-		errs = append(errs, errors.New("jobs.signals.headerMaxAge must not be negative"))
+	if s.HeaderMaxAge < 0 || s.FleetMaxAge < 0 {
+		errs = append(errs, errors.New("jobs.signals.headerMaxAge and fleetMaxAge must not be negative"))
+	}
+	if s.FleetMaxAge > 0 && s.FleetMaxAge <= s.PublishInterval {
+		errs = append(errs, fmt.Errorf("jobs.signals.fleetMaxAge %v: must exceed publishInterval %v, or other instances' samples are always stale", s.FleetMaxAge.D(), s.PublishInterval.D()))
 	}
 	if s.PublishInterval < Duration(time.Second) {
 		errs = append(errs, fmt.Errorf("jobs.signals.publishInterval %v: at least 1s (one table write per second per instance at most)", s.PublishInterval.D()))

@@ -130,6 +130,11 @@ type DrainOptions struct {
 	// use is busy. The round stops at the first busy job, so this only
 	// keeps the next round from taking the same message first. Default 1s.
 	BusyDelay time.Duration
+	// ProbeBackoff: after a deployment read busy, a probe (a job run on it
+	// while no signal is fresh) waits this long; each probe that finds it
+	// busy again doubles the wait, up to 16 times; a reading below the
+	// threshold resets it. Default 5s.
+	ProbeBackoff time.Duration
 	// CallbackSecret signs callbacks (HMAC-SHA256); empty sends none signed.
 	CallbackSecret string
 	// CallbackClient sends callbacks. Default: 10 s timeout.
@@ -149,6 +154,7 @@ type Drainer struct {
 
 	coolMu  sync.Mutex
 	cooling map[utilization.Key]time.Time // after a job's 429, per deployment
+	probes  map[utilization.Key]*probeState
 	// OnDone, when set, is told about each finished attempt that reached a
 	// backend (for usage, class batch). It may be called more than once for
 	// a job only if the job ran more than once; usage rows keyed by job id
@@ -187,11 +193,14 @@ func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, loads Loa
 	if opt.BusyDelay <= 0 {
 		opt.BusyDelay = time.Second
 	}
+	if opt.ProbeBackoff <= 0 {
+		opt.ProbeBackoff = 5 * time.Second
+	}
 	if opt.CallbackClient == nil {
 		opt.CallbackClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	return &Drainer{st: st, q: q, models: models, fwd: fwd, loads: loads, log: log, opt: opt, now: st.now,
-		cooling: map[utilization.Key]time.Time{}}
+		cooling: map[utilization.Key]time.Time{}, probes: map[utilization.Key]*probeState{}}
 }
 
 // RoundStats says what a round did.
@@ -218,13 +227,71 @@ type round struct {
 type placement struct {
 	target  route.Target
 	key     utilization.Key
-	reading utilization.Reading
-	probe   bool
+	reading   utilization.Reading
+	threshold float64
+	probe     bool
 	// wait: some allowed deployment has headroom (or a probe running) but
 	// its share of the concurrency is taken; try again when a job ends.
 	wait bool
 	// none: the model has no deployment jobs may use at all.
 	none bool
+}
+
+// probeState paces the probes of one deployment.
+type probeState struct {
+	busyAt  time.Time     // last busy reading
+	backoff time.Duration // wait after busyAt before the next probe
+	probed  bool          // a probe ran since the last reading
+}
+
+// observe notes a known reading of k and returns whether it is busy.
+func (d *Drainer) observe(k utilization.Key, r utilization.Reading, threshold float64, now time.Time) bool {
+	d.coolMu.Lock()
+	defer d.coolMu.Unlock()
+	ps := d.probes[k]
+	if ps == nil {
+		ps = &probeState{backoff: d.opt.ProbeBackoff}
+		d.probes[k] = ps
+	}
+	busy := r.Percent/100 >= threshold
+	switch {
+	case busy && ps.probed:
+		ps.backoff = min(2*ps.backoff, 16*d.opt.ProbeBackoff)
+		ps.probed, ps.busyAt = false, now
+	case busy:
+		ps.busyAt = now
+	default:
+		ps.backoff, ps.probed = d.opt.ProbeBackoff, false
+	}
+	return busy
+}
+
+// learn takes a probe's answer at once: a busy (or still unknown) reading
+// starts or lengthens the probe backoff even if the sample goes stale
+// before the next placement looks.
+func (d *Drainer) learn(p placement) {
+	now := d.now()
+	r := d.loads.Utilization(p.key, p.threshold)
+	if !r.Known() {
+		r = utilization.Reading{Percent: 100, Source: utilization.SourceUnknown} // silence is never idle
+	}
+	d.observe(p.key, r, p.threshold, now)
+}
+
+// mayProbe reports whether a probe of k is due, and if so records it.
+func (d *Drainer) mayProbe(k utilization.Key, now time.Time) bool {
+	d.coolMu.Lock()
+	defer d.coolMu.Unlock()
+	ps := d.probes[k]
+	if ps == nil {
+		ps = &probeState{backoff: d.opt.ProbeBackoff}
+		d.probes[k] = ps
+	}
+	if !ps.busyAt.IsZero() && now.Before(ps.busyAt.Add(ps.backoff)) {
+		return false
+	}
+	ps.probed = true
+	return true
 }
 
 // slots is how many jobs a deployment at reading r may run at once.
@@ -267,15 +334,15 @@ func (d *Drainer) place(m *route.Model, rs *round) placement {
 			if rs.probing[k] {
 				wait = true
 			} else if probe == nil {
-				probe = &placement{target: t, key: k, reading: r, probe: true}
+				probe = &placement{target: t, key: k, reading: r, threshold: pol.Threshold, probe: true}
 			}
-		case r.Percent/100 < pol.Threshold:
+		case !d.observe(k, r, pol.Threshold, now):
 			if rs.inflight[k] >= d.slots(r, pol.Threshold) {
 				wait = true
 				continue
 			}
 			if best == nil || r.Percent < best.reading.Percent {
-				best = &placement{target: t, key: k, reading: r}
+				best = &placement{target: t, key: k, reading: r, threshold: pol.Threshold}
 			}
 		}
 	}
@@ -284,7 +351,7 @@ func (d *Drainer) place(m *route.Model, rs *round) placement {
 		rs.inflight[best.key]++
 		rs.total++
 		return *best
-	case probe != nil:
+	case probe != nil && d.mayProbe(probe.key, now):
 		rs.inflight[probe.key]++
 		rs.probing[probe.key] = true
 		rs.total++
@@ -501,6 +568,9 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, j *Job, model *rout
 	}
 	m2 := model.Only(p.target)
 	res, w, err := d.execute(ctx, m, j, m2, p)
+	if p.probe {
+		d.learn(p)
+	}
 	if err != nil {
 		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "invalid request: "+err.Error())
 	}

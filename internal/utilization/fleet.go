@@ -150,12 +150,13 @@ func (f *Fleet) Refresh(ctx context.Context) error {
 	view := map[Key]Reading{}
 	now := f.opt.Now()
 	for _, e := range es {
+		if e.RowKey == f.opt.Instance {
+			continue // this instance's own samples are read live, not from the table
+		}
 		if w, _ := e.Props["WrittenAt"].(time.Time); now.Sub(w) > f.opt.RowMaxAge {
-			if e.RowKey != f.opt.Instance {
-				// A stopped instance's row; whoever sees it first removes it.
-				if err := f.t.Delete(ctx, e.PartitionKey, e.RowKey, e.ETag); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrPrecondition) {
-					f.opt.Log.Warn("utilization: delete stale load row", "instance", e.RowKey, "error", err)
-				}
+			// A stopped instance's row; whoever sees it first removes it.
+			if err := f.t.Delete(ctx, e.PartitionKey, e.RowKey, e.ETag); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrPrecondition) {
+				f.opt.Log.Warn("utilization: delete stale load row", "instance", e.RowKey, "error", err)
 			}
 			continue
 		}

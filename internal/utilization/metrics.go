@@ -172,14 +172,17 @@ func (m *Metrics) Poll(ctx context.Context) error {
 	return m.err
 }
 
-// pointValue is the point's maximum (the peak of the minute), else its
-// average; false when the point has neither (no data in that grain).
+// pointValue is the point's average (the metric's documented
+// aggregation), else its maximum; false when the point has neither (no
+// data in that grain). The average, not the peak: the point describes a
+// minute that is already over, and a peak that has left the rate-limit
+// window would hold jobs back from capacity that is free again.
 func pointValue(p azmetrics.MetricValue) (float64, bool) {
 	switch {
-	case p.Maximum != nil:
-		return *p.Maximum, true
 	case p.Average != nil:
 		return *p.Average, true
+	case p.Maximum != nil:
+		return *p.Maximum, true
 	}
 	return 0, false
 }

@@ -43,8 +43,11 @@ type metricsView interface {
 
 // Options tune Signals.
 type Options struct {
-	// HeaderMaxAge: a header sample (local or fleet) is fresh this long. Default 5s.
+	// HeaderMaxAge: this instance's header sample is fresh this long. Default 5s.
 	HeaderMaxAge time.Duration
+	// FleetMaxAge: another instance's header sample is fresh this long;
+	// it is at least a publish period old when read. Default 5s.
+	FleetMaxAge time.Duration
 	// MetricsMaxAge: a metric point is fresh while its end is this recent. Default 3m.
 	MetricsMaxAge time.Duration
 	// Now is the clock. Default time.Now.
@@ -73,6 +76,9 @@ type Used struct {
 func New(local LocalSamples, fleet *Fleet, metrics *Metrics, opt Options) *Signals {
 	if opt.HeaderMaxAge <= 0 {
 		opt.HeaderMaxAge = 5 * time.Second
+	}
+	if opt.FleetMaxAge <= 0 {
+		opt.FleetMaxAge = 5 * time.Second
 	}
 	if opt.MetricsMaxAge <= 0 {
 		opt.MetricsMaxAge = 3 * time.Minute
@@ -107,7 +113,7 @@ func (s *Signals) Utilization(k Key, threshold float64) Reading {
 	}
 	if s.fleet != nil {
 		r, ok := s.fleet.Get(k)
-		consider(r, ok, s.opt.HeaderMaxAge)
+		consider(r, ok, s.opt.FleetMaxAge)
 	}
 	if s.metrics != nil {
 		r, ok := s.metrics.Get(k)

@@ -38,15 +38,24 @@ deployments:
 	defer srv.Close()
 	// Direct load on ptu: ~500 tokens per 1 s window (prompt + max_tokens 100).
 	body := `{"model":"ptu","max_tokens":100,"messages":[{"role":"user","content":"` + strings.Repeat("x", 400) + `"}]}`
-	stop := time.Now().Add(2500 * time.Millisecond)
-	for time.Now().Before(stop) {
-		resp, err := http.Post(srv.URL+"/openai/v1/chat/completions", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for {
+			resp, err := http.Post(srv.URL+"/openai/v1/chat/completions", "application/json", strings.NewReader(body))
+			if err == nil {
+				resp.Body.Close()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
 		}
-		resp.Body.Close()
-		time.Sleep(250 * time.Millisecond)
-	}
+	}()
+	time.Sleep(2500 * time.Millisecond)
+	defer func() { close(stop); <-loadDone }()
 	client, err := NewClient(ClientOptions{Endpoint: srv.URL})
 	if err != nil {
 		t.Fatal(err)
