@@ -225,8 +225,8 @@ type round struct {
 
 // placement is where a job runs, or why it does not run now.
 type placement struct {
-	target  route.Target
-	key     utilization.Key
+	target    route.Target
+	key       utilization.Key
 	reading   utilization.Reading
 	threshold float64
 	probe     bool
