@@ -65,8 +65,9 @@ deployments:
 		t.Fatal(err)
 	}
 	ptu, ok := m.Get(Key{"sim", "ptu"})
-	if !ok || ptu.Source != SourceMetrics || ptu.Percent < 30 || ptu.Percent > 120 {
-		t.Errorf("ptu metric: %+v %v; want the direct load (~60%%)", ptu, ok)
+	// ~50-60% when the load keeps its pace; a loaded -race run sends fewer.
+	if !ok || ptu.Source != SourceMetrics || ptu.Percent < 15 || ptu.Percent > 120 {
+		t.Errorf("ptu metric: %+v %v; want the direct load (15-120%%)", ptu, ok)
 	}
 	if age := time.Since(ptu.At); age < 900*time.Millisecond || age > 4*time.Second {
 		t.Errorf("ptu point ends %v ago; want about the 1 s delay", age)
