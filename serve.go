@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,16 +12,20 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/foundry-gateway/gateway/handlers"
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/blob"
 	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jobs"
 	"github.com/foundry-gateway/gateway/internal/ledger"
 	"github.com/foundry-gateway/gateway/internal/money"
@@ -36,6 +42,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/telemetry"
 	"github.com/foundry-gateway/gateway/internal/tokens"
 	"github.com/foundry-gateway/gateway/internal/usage"
+	"github.com/foundry-gateway/gateway/internal/utilization"
 )
 
 func loadConfig(args []string, name string, getenv func(string) string) (config.Config, *flag.FlagSet, error) {
@@ -156,7 +163,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		}
 	}()
 	tabs := map[string]store.Table{}
-	for _, name := range []string{auth.Table, route.AffinityTable, quota.CountersTable, quota.LimitsTable, jobs.Table} {
+	for _, name := range []string{auth.Table, route.AffinityTable, quota.CountersTable, quota.LimitsTable, jobs.Table, utilization.Table} {
 		if tabs[name], err = table(ctx, st, c, name); err != nil {
 			return nil, err
 		}
@@ -223,9 +230,14 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	claims := claim.New(bodies, c.Jobs.ClaimCheckBytes, func(err error) bool { return errors.Is(err, blob.ErrNotFound) })
 	js := jobs.NewStore(tabs[jobs.Table], nil)
-	dr := jobs.NewDrainer(js, q, rtr, px, rtr, log, jobs.DrainOptions{Target: c.Jobs.DrainTarget,
+	sig, sigWorkers, err := drainSignals(c, rtr, tabs[utilization.Table], log)
+	if err != nil {
+		return nil, err
+	}
+	policies := jobPolicies(c)
+	dr := jobs.NewDrainer(js, q, rtr, px, sig, log, jobs.DrainOptions{Policies: policies,
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
-		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal()})
+		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal(), ProbeBackoff: c.Jobs.ProbeBackoff.D()})
 	dr.Telemetry = tel
 	dr.Claims = claims
 	keys := auth.NewKeys(tabs[auth.Table], nil)
@@ -283,11 +295,14 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		MaxBodyBytes: c.MaxBodyBytes,
 		Timers:       a.timers,
 		Ready:        st.Ping,
-		Backends:     rtr,
+		Backends:     drainStatus{rtr: rtr, sig: sig, policies: policies},
 		Keys: &auth.Admin{Keys: keys, Changed: authn.Forget,
 			KnownModel: func(m string) bool { _, err := rtr.Model(m); return err == nil }},
 		Jobs: js,
 		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
+			if len(policies[s.Req.Model].Targets) == 0 {
+				return nil, httperr.BadRequest("jobs_not_allowed", "Model "+s.Req.Model+" has no deployment that may run low-priority jobs (models."+s.Req.Model+".jobs: targets, or spillToPaygo for a pay-as-you-go only model).")
+			}
 			return jobs.Submit(ctx, js, claim.Sender{Queue: q, Check: claims}, s)
 		},
 		Quota:     &quota.Gate{L: lim, Counter: tc},
@@ -301,7 +316,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		deps.Tokens = tc // else nil: the handler estimates prompts at 4 bytes per token
 	}
 	a.handler = handlers.New(deps)
-	a.workers = []func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run}
+	a.workers = append([]func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run}, sigWorkers...)
 	if exact {
 		// The BPE tables cost ~0.2 s and ~6 MiB; load them before the
 		// first limited request needs them, and only then.
@@ -310,6 +325,149 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	a.closers = []func(context.Context) error{lim.Flush, lw.Close,
 		func(ctx context.Context) error { tel.Close(ctx); return nil }}
 	return a, nil
+}
+
+// jobPolicies resolves models.<alias>.jobs for the drain.
+func jobPolicies(c config.Config) map[string]jobs.Policy {
+	out := map[string]jobs.Policy{}
+	for alias, m := range c.Models {
+		p := jobs.Policy{Threshold: m.Jobs.Threshold}
+		for _, t := range c.JobTargets(alias) {
+			p.Targets = append(p.Targets, utilization.Key{Backend: t.Backend, Deployment: t.Deployment})
+		}
+		out[alias] = p
+	}
+	return out
+}
+
+// drainSignals builds the drain's utilization sources: this instance's
+// header samples, the fleet's (DeploymentLoad table, published by a
+// worker at most once per jobs.signals.publishInterval) and, when
+// configured, Azure Monitor metrics (polled by a worker).
+func drainSignals(c config.Config, rtr *route.Router, t store.Table, log *slog.Logger) (*utilization.Signals, []func(context.Context) error, error) {
+	samples := func() map[utilization.Key]utilization.Reading {
+		out := map[utilization.Key]utilization.Reading{}
+		for _, b := range rtr.Status() {
+			for _, d := range b.Deployments {
+				if u := d.Utilization; u != nil && u.Percent >= 0 {
+					out[utilization.Key{Backend: b.Name, Deployment: d.Name}] = utilization.Reading{Percent: u.Percent, Source: utilization.SourceHeaders, At: u.At}
+				}
+			}
+		}
+		return out
+	}
+	local := func(k utilization.Key) (utilization.Reading, bool) {
+		m, err := rtr.Model(firstAlias(c, k))
+		if err != nil {
+			return utilization.Reading{}, false
+		}
+		for _, t := range m.Targets {
+			if t.Backend.Name == k.Backend && t.Deployment == k.Deployment {
+				if u := t.Sample(); u != nil && u.Percent >= 0 {
+					return utilization.Reading{Percent: u.Percent, Source: utilization.SourceHeaders, At: u.At}, true
+				}
+			}
+		}
+		return utilization.Reading{}, false
+	}
+	s := c.Jobs.Signals
+	instance := os.Getenv("WEBSITE_INSTANCE_ID") // set by App Service / Functions per instance
+	if instance == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		instance = "local-" + hex.EncodeToString(b[:])
+	}
+	fleet := utilization.NewFleet(t, samples, utilization.FleetOptions{Instance: instance, Every: s.PublishInterval.D(),
+		ReadEvery: min(s.PublishInterval.D()/2, s.FleetMaxAge.D()/4), Log: log})
+	workers := []func(context.Context) error{fleet.Run}
+	var metrics *utilization.Metrics
+	if mc := s.Metrics; mc.Endpoint != "" {
+		accounts := map[string]string{}
+		for _, b := range c.Backends {
+			if b.ResourceID != "" {
+				accounts[b.Name] = b.ResourceID
+			}
+		}
+		if len(accounts) > 0 {
+			var cred azcore.TokenCredential
+			if mc.Auth == config.MetricsAuthManagedIdentity {
+				var err error
+				if cred, err = backendauth.Credential(os.Getenv("AZURE_CLIENT_ID")); err != nil {
+					return nil, nil, fmt.Errorf("metrics credential: %w", err)
+				}
+			}
+			client, err := utilization.NewClient(utilization.ClientOptions{Endpoint: mc.Endpoint, Credential: cred})
+			if err != nil {
+				return nil, nil, fmt.Errorf("metrics client: %w", err)
+			}
+			grain, ok := isoGrain(mc.Grain)
+			if !ok {
+				return nil, nil, fmt.Errorf("jobs.signals.metrics.grain %q: want PT<n>S, PT<n>M or PT<n>H", mc.Grain)
+			}
+			metrics = utilization.NewMetrics(client, accounts, utilization.MetricsOptions{Interval: mc.Interval.D(),
+				Timeout: mc.Timeout.D(), Grain: mc.Grain, GrainDur: grain, Log: log})
+			workers = append(workers, metrics.Run)
+		} else {
+			log.Warn("jobs.signals.metrics is set but no backend has a resourceId; metrics are not read")
+		}
+	}
+	sig := utilization.New(local, fleet, metrics, utilization.Options{HeaderMaxAge: s.HeaderMaxAge.D(), FleetMaxAge: s.FleetMaxAge.D(), MetricsMaxAge: s.Metrics.MaxAge.D()})
+	return sig, workers, nil
+}
+
+// firstAlias is an alias with a target on k (samples are per deployment,
+// shared by every alias that targets it).
+func firstAlias(c config.Config, k utilization.Key) string {
+	for alias, m := range c.Models {
+		for _, t := range m.Targets {
+			if t.Backend == k.Backend && t.Deployment == k.Deployment {
+				return alias
+			}
+		}
+	}
+	return ""
+}
+
+// isoGrain reads PT<n>S / PT<n>M / PT<n>H.
+func isoGrain(s string) (time.Duration, bool) {
+	rest, ok := strings.CutPrefix(strings.ToUpper(s), "PT")
+	if !ok || len(rest) < 2 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest[:len(rest)-1])
+	unit := map[byte]time.Duration{'S': time.Second, 'M': time.Minute, 'H': time.Hour}[rest[len(rest)-1]]
+	if err != nil || n <= 0 || unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// drainStatus is the admin backends view: the router's health plus, per
+// deployment a job policy uses, the utilization the drain last used.
+type drainStatus struct {
+	rtr      *route.Router
+	sig      *utilization.Signals
+	policies map[string]jobs.Policy
+}
+
+func (d drainStatus) Status() []route.BackendStatus {
+	out := d.rtr.Status()
+	for i := range out {
+		for j := range out[i].Deployments {
+			dep := &out[i].Deployments[j]
+			u, ok := d.sig.Used(utilization.Key{Backend: out[i].Name, Deployment: dep.Name})
+			if !ok {
+				continue
+			}
+			dl := &route.DrainLoad{Source: string(u.Source), Threshold: u.Threshold}
+			if u.Known() {
+				p, at := u.Percent, u.At.UTC()
+				dl.Percent, dl.At = &p, &at
+			}
+			dep.Drain = dl
+		}
+	}
+	return out
 }
 
 // observer reports backend attempts to telemetry, or is nil when telemetry

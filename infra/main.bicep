@@ -113,6 +113,9 @@ param foundryEndpoint string
 @description('Azure region of that resource, e.g. swedencentral. Set as app setting FOUNDRY_REGION and used for data residency rules.')
 param foundryRegion string
 
+@description('Resource id of that account (/subscriptions/…/providers/Microsoft.CognitiveServices/accounts/<name>). Set as app setting FOUNDRY_RESOURCE_ID: the drain reads its AzureOpenAIProvisionedManagedUtilizationV2 metric (backends[].resourceId in infra/config/azure.yaml). The identity gets Cognitive Services OpenAI User and Monitoring Reader on it.')
+param foundryResourceId string
+
 @description('Resource ids of the Foundry / Azure OpenAI accounts (Microsoft.CognitiveServices/accounts, any subscription or resource group) the gateway calls with its managed identity. Each gets a Cognitive Services OpenAI User role assignment for the identity. The deploying principal needs permission to assign roles there.')
 param backendResourceIds array = []
 
@@ -226,7 +229,7 @@ module keyVault 'modules/keyvault.bicep' = if (deployKeyVault) {
 
 // One role assignment per backend account, in the account's own subscription
 // and resource group.
-module backendRoles 'modules/backend-role.bicep' = [for (id, i) in backendResourceIds: {
+module backendRoles 'modules/backend-role.bicep' = [for (id, i) in union(backendResourceIds, [foundryResourceId]): {
   name: take('backend-openai-user-${i}-${uniqueString(id)}', 64)
   scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
   params: {
@@ -258,6 +261,7 @@ module functionApp 'modules/functionapp.bicep' = {
     gatewayConfigPath: gatewayConfigPath
     foundryEndpoint: foundryEndpoint
     foundryRegion: foundryRegion
+    foundryResourceId: foundryResourceId
     keyVaultUri: deployKeyVault ? keyVault.outputs.uri : ''
     keyVaultSecretSettings: keyVaultSecretSettings
   }

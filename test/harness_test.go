@@ -188,8 +188,10 @@ type stackOptions struct {
 
 // fastSim is the simulator config of e2e stacks: the deployments of the
 // built-in default, with latency small enough for tight test timeouts.
+// gpt-4o-mini has a (huge) token budget so its answers carry the
+// x-ratelimit-* headers the drain reads (issue 14: no signal = busy).
 const fastSim = `deployments:
-  - { name: gpt-4o-mini, latency: { ttft: 5ms, tokensPerSecond: 5000 } }
+  - { name: gpt-4o-mini, tpm: 100000000, latency: { ttft: 5ms, tokensPerSecond: 5000 } }
   - { name: gpt-4o-mini-ptu, model: gpt-4o-mini, provisioned: true, ptuCapacityTPM: 1000000, latency: { ttft: 5ms, tokensPerSecond: 5000 } }
   - { name: o4-mini, latency: { ttft: 5ms, tokensPerSecond: 5000 } }
   - { name: text-embedding-3-small, model: text-embedding-3-small }
@@ -225,6 +227,7 @@ models:
   gpt-4o-mini:
     targets:
       - { backend: sim-paygo, deployment: gpt-4o-mini }
+    jobs: { spillToPaygo: true }   # the stack has no provisioned target for it
   o4-mini:
     targets:
       - { backend: sim-paygo, deployment: o4-mini }

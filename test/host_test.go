@@ -53,6 +53,7 @@ models:
   gpt-4o-mini:
     targets:
       - { backend: sim, deployment: gpt-4o-mini }
+    jobs: { spillToPaygo: true }
   text-embedding-3-small:
     targets:
       - { backend: sim, deployment: text-embedding-3-small }

@@ -388,13 +388,14 @@ store: { kind: embedded, path: %s }
 queue: { kind: embedded, path: %s }
 auth: { keyCacheTTL: 30s }
 timers: { drain: 100ms }
-jobs: { drainTarget: 0.85, concurrency: 8, maxPerRound: 500 }
+jobs: { drainTarget: 0.85, concurrency: 8, maxPerRound: 500, probeBackoff: 1s, signals: { headerMaxAge: 300ms } }
 backends:
   - { name: sim, url: "%s", region: swedencentral, auth: { none: true } }
 models:
   gpt-4o-mini:
     targets:
       - { backend: sim, deployment: gpt-4o-mini }
+    jobs: { spillToPaygo: true }
 `
 	s := startOwnStack(t, simCfg, gwCfg)
 	text := strings.Repeat("spare capacity ", 20) // ~300 bytes
@@ -504,9 +505,14 @@ models:
 		sum += v
 	}
 	mean := sum / float64(len(full))
-	t.Logf("jobs' share of spare capacity over %d full windows: %.0f%%", len(full), 100*mean)
-	if mean < 0.8 {
-		t.Errorf("jobs used %.0f%% of the spare capacity, want at least 80%%", 100*mean)
+	// Jobs may use the deployment up to the threshold (0.85) only. With no
+	// metrics and one instance, the drain's only signal is its own jobs'
+	// headers: after they fill the window to the threshold it waits for a
+	// probe (issue 14), so it runs below the old 94%, which came from
+	// running past the threshold on stale samples.
+	t.Logf("jobs' share of the whole budget over %d full windows: %.0f%% (%.0f%% of the 85%% jobs may use)", len(full), 100*mean, 100*mean/0.85)
+	if mean < 0.6 {
+		t.Errorf("jobs used %.0f%% of the budget, want at least 60%% (of the 85%% they may use)", 100*mean)
 	}
 	for _, id := range ids {
 		checkResult(t, all[id])
@@ -518,8 +524,10 @@ models:
 // the client sees it and in the usage totals.
 func TestDrainCrashExactlyOnce(t *testing.T) {
 	const m = 12
+	// A token budget, so the simulator sends x-ratelimit-* headers: the
+	// drain needs a utilization signal to run jobs side by side.
 	simCfg := `deployments:
-  - { name: gpt-4o-mini, latency: { ttft: 1500ms, tokensPerSecond: 0 } }
+  - { name: gpt-4o-mini, tpm: 10000000, latency: { ttft: 1500ms, tokensPerSecond: 0 } }
 `
 	gwCfg := `listen: %s
 store: { kind: embedded, path: %s }
@@ -533,6 +541,7 @@ models:
   gpt-4o-mini:
     targets:
       - { backend: sim, deployment: gpt-4o-mini }
+    jobs: { spillToPaygo: true }
 `
 	s := startOwnStack(t, simCfg, gwCfg)
 	ids := make([]string, m)

@@ -67,6 +67,9 @@ param foundryEndpoint string
 @description('Region of that endpoint.')
 param foundryRegion string
 
+@description('Resource id of the Foundry / Azure OpenAI account (app setting FOUNDRY_RESOURCE_ID); its region\'s metrics endpoint becomes FOUNDRY_METRICS_ENDPOINT.')
+param foundryResourceId string
+
 @description('Key Vault URI, or empty when there is no Key Vault.')
 param keyVaultUri string
 
@@ -153,6 +156,15 @@ var gatewaySettings = [
   {
     name: 'FOUNDRY_REGION'
     value: foundryRegion
+  }
+  {
+    name: 'FOUNDRY_RESOURCE_ID'
+    value: foundryResourceId
+  }
+  {
+    // Regional Azure Monitor metrics endpoint (azmetrics getBatch).
+    name: 'FOUNDRY_METRICS_ENDPOINT'
+    value: 'https://${foundryRegion}.metrics.monitor.azure.com'
   }
 ]
 

@@ -219,6 +219,12 @@ type Backend struct {
 	Auth BackendAuth `yaml:"auth" json:"auth"`
 	// Timeout to the first response byte. Default proxy.responseHeaderTimeout.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// ResourceID is the ARM id of the Azure OpenAI / Foundry account
+	// (/subscriptions/…/providers/Microsoft.CognitiveServices/accounts/…).
+	// When set and jobs.signals.metrics is configured, the drain reads the
+	// account's AzureOpenAIProvisionedManagedUtilizationV2 metric per
+	// deployment. Optional.
+	ResourceID string `yaml:"resourceId" json:"resourceId"`
 }
 
 // Capacity of a deployment.
@@ -254,6 +260,9 @@ type Model struct {
 	// Policy caps every caller's requests to this alias (maxOutputTokens,
 	// overCap, maxN); a caller's scope can tighten them, never loosen.
 	Policy policy.Caps `yaml:"policy" json:"policy"`
+	// Jobs is where and when low-priority jobs of this alias may run (see
+	// jobs.go). Default: provisioned targets only, below jobs.drainTarget.
+	Jobs JobPolicy `yaml:"jobs" json:"jobs"`
 }
 
 // Target is one deployment of an alias on a backend.
@@ -564,6 +573,9 @@ func (c *Config) applyDefaults() {
 				}
 			}
 		}
+		if m.Jobs.Threshold == 0 {
+			m.Jobs.Threshold = c.Jobs.DrainTarget
+		}
 		c.Models[alias] = m
 	}
 }
@@ -721,6 +733,9 @@ func (c *Config) Validate() error {
 		if n != 1 {
 			bad("backend %q: auth needs exactly one of apiKeyEnv, managedIdentity, none", b.Name)
 		}
+		if b.ResourceID != "" && !validResourceID(b.ResourceID) {
+			bad("backend %q: resourceId %q: want /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>", b.Name, b.ResourceID)
+		}
 	}
 	if len(c.Models) == 0 {
 		bad("models: at least one model alias is required")
@@ -781,6 +796,7 @@ func (c *Config) Validate() error {
 		if err := m.Policy.Validate(); err != nil {
 			bad("model %q policy: %v", a, err)
 		}
+		errs = append(errs, c.validateJobPolicy(a, m)...)
 	}
 	errs = append(errs, c.Limits.Validate()...)
 	return errors.Join(errs...)

@@ -36,6 +36,8 @@ func TestShippedConfigsLoad(t *testing.T) {
 			"ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
 			"FOUNDRY_ENDPOINT":                              "https://x.openai.azure.com",
 			"FOUNDRY_REGION":                                "swedencentral",
+			"FOUNDRY_RESOURCE_ID":                           "/subscriptions/0/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/x",
+			"FOUNDRY_METRICS_ENDPOINT":                      "https://swedencentral.metrics.monitor.azure.com",
 		}, StoreAzureTables},
 	}
 	for _, tt := range tests {

@@ -206,6 +206,8 @@ func fakeValue(name string) string {
 		return "/home/site/wwwroot"
 	case name == config.EnvAppInsights:
 		return "IngestionEndpoint=https://fake.in.applicationinsights.azure.com/"
+	case strings.HasSuffix(name, "RESOURCE_ID"):
+		return "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/fake/providers/Microsoft.CognitiveServices/accounts/fake"
 	case strings.Contains(name, "ENDPOINT") || strings.HasSuffix(name, "_URL") || strings.HasSuffix(name, "_URI"):
 		return "https://fake.openai.azure.com"
 	default:

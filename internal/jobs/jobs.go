@@ -24,6 +24,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/queue/claim"
 	"github.com/foundry-gateway/gateway/internal/route"
 	"github.com/foundry-gateway/gateway/internal/telemetry"
+	"github.com/foundry-gateway/gateway/internal/utilization"
 )
 
 // sender puts messages on the queue.
@@ -49,9 +50,23 @@ type forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, m *route.Model, c proxy.Call) proxy.Result
 }
 
-// Gauge tells how busy a model's pool is, 0 (idle) to 1 (full).
-type Gauge interface {
-	Utilization(model string) float64
+// Loads tells how busy a deployment is ([utilization.Signals]).
+type Loads interface {
+	// Utilization is k's reading; threshold is what the caller compares
+	// it to (remembered for the admin endpoint).
+	Utilization(k utilization.Key, threshold float64) utilization.Reading
+	// Refresh re-reads shared samples when due.
+	Refresh(ctx context.Context) error
+}
+
+// Policy is where and when a model's jobs may run.
+type Policy struct {
+	// Targets are the deployments jobs may use; a job never goes
+	// anywhere else (no failover down the interactive route).
+	Targets []utilization.Key
+	// Threshold: a job starts on a deployment only while its utilization
+	// is below this share (0–1).
+	Threshold float64
 }
 
 // Submission is what the HTTP layer hands to Submit.
@@ -106,24 +121,28 @@ func Submit(ctx context.Context, st *Store, q sender, s Submission) (*Job, error
 
 // DrainOptions tune a drain round. Zero values take the defaults noted.
 type DrainOptions struct {
-	// Target utilization: jobs run only while their pool is below it. Default 0.7.
-	Target float64
+	// Policies per model alias. A model without one (or with no targets)
+	// runs no jobs: they fail with a clear error.
+	Policies map[string]Policy
 	// RoundTimeout bounds one round, well inside the Functions timeout. Default 4m.
 	RoundTimeout time.Duration
 	// MaxPerRound caps the messages one round takes. Default 500.
 	MaxPerRound int
-	// Concurrency is how many jobs run at once. Default 4.
+	// Concurrency caps the jobs running at once, and on one deployment:
+	// a deployment at utilization u below threshold T takes up to
+	// max(1, Concurrency*(T-u)/T) jobs at once. Default 4.
 	Concurrency int
 	// MaxAttempts before a job fails for good on transient errors. Default 5.
 	MaxAttempts int
-	// BusyDelay is how long a job waits again when its pool is busy. The
-	// round stops at the first busy job, so this only keeps the next round
-	// from taking the same message first. Default 1s.
+	// BusyDelay is how long a job waits again when every deployment it may
+	// use is busy. The round stops at the first busy job, so this only
+	// keeps the next round from taking the same message first. Default 1s.
 	BusyDelay time.Duration
-	// ProbeAfter: a busy reading with no fresh sample behind it for this
-	// long is not trusted; the round runs one job as a probe, whose answer
-	// refreshes the sample. Default 2s.
-	ProbeAfter time.Duration
+	// ProbeBackoff: after a deployment read busy, a probe (a job run on it
+	// while no signal is fresh) waits this long; each probe that finds it
+	// busy again doubles the wait, up to 16 times; a reading below the
+	// threshold resets it. Default 5s.
+	ProbeBackoff time.Duration
 	// CallbackSecret signs callbacks (HMAC-SHA256); empty sends none signed.
 	CallbackSecret string
 	// CallbackClient sends callbacks. Default: 10 s timeout.
@@ -136,10 +155,14 @@ type Drainer struct {
 	q      consumer
 	models resolver
 	fwd    forwarder
-	gauge  Gauge
+	loads  Loads
 	log    *slog.Logger
 	opt    DrainOptions
 	now    func() time.Time
+
+	coolMu  sync.Mutex
+	cooling map[utilization.Key]time.Time // after a job's 429, per deployment
+	probes  map[utilization.Key]*probeState
 	// OnDone, when set, is told about each finished attempt that reached a
 	// backend (for usage, class batch). It may be called more than once for
 	// a job only if the job ran more than once; usage rows keyed by job id
@@ -166,10 +189,7 @@ type Drainer struct {
 var ErrRevoked = errors.New("jobs: the submitting credential was revoked")
 
 // NewDrainer builds a drainer; it starts nothing.
-func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, gauge Gauge, log *slog.Logger, opt DrainOptions) *Drainer {
-	if opt.Target <= 0 {
-		opt.Target = 0.7
-	}
+func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, loads Loads, log *slog.Logger, opt DrainOptions) *Drainer {
 	if opt.RoundTimeout <= 0 {
 		opt.RoundTimeout = 4 * time.Minute
 	}
@@ -185,13 +205,14 @@ func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, gauge Gau
 	if opt.BusyDelay <= 0 {
 		opt.BusyDelay = time.Second
 	}
-	if opt.ProbeAfter <= 0 {
-		opt.ProbeAfter = 2 * time.Second
+	if opt.ProbeBackoff <= 0 {
+		opt.ProbeBackoff = 5 * time.Second
 	}
 	if opt.CallbackClient == nil {
 		opt.CallbackClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Drainer{st: st, q: q, models: models, fwd: fwd, gauge: gauge, log: log, opt: opt, now: st.now}
+	return &Drainer{st: st, q: q, models: models, fwd: fwd, loads: loads, log: log, opt: opt, now: st.now,
+		cooling: map[utilization.Key]time.Time{}, probes: map[utilization.Key]*probeState{}}
 }
 
 // RoundStats says what a round did.
@@ -205,184 +226,349 @@ func (s RoundStats) String() string {
 		s.Received, s.Succeeded, s.Failed, s.Rescheduled, s.Skipped, s.StoppedBy)
 }
 
-// errStop ends a round early (a backend said 429).
-var errStop = errors.New("stop round")
-
-// errBusy ends a round early: a job's pool is at the drain target.
-var errBusy = errors.New("pool busy")
-
 // round is the state one Drain round shares between its jobs.
 type round struct {
-	mu     sync.Mutex
-	probed map[string]bool // models that already had their probe this round
+	mu       sync.Mutex
+	inflight map[utilization.Key]int  // jobs running per deployment
+	probing  map[utilization.Key]bool // a probe is running on the deployment
+	total    int
+	done     chan struct{} // one value per finished job
 }
 
-// sampler is the optional ability of a Gauge to tell when the deployments
-// last reported their load ([route.Router.Status]).
-type sampler interface {
-	Status() []route.BackendStatus
+// placement is where a job runs, or why it does not run now.
+type placement struct {
+	target    route.Target
+	key       utilization.Key
+	reading   utilization.Reading
+	threshold float64
+	probe     bool
+	// wait: some allowed deployment has headroom (or a probe running) but
+	// its share of the concurrency is taken; try again when a job ends.
+	wait bool
+	// none: the model has no deployment jobs may use at all.
+	none bool
 }
 
-// busy reports whether model's pool is at the drain target. A busy reading
-// is only trusted while some deployment of the pool reported its load in
-// the last ProbeAfter: the gauge keeps the last sample for up to a minute,
-// so once interactive traffic stops it would say "busy" long after the
-// backend's window has emptied, and the spare capacity would go unused
-// (issue 6). With no fresh sample the round runs one job of that model as
-// a probe; its answer brings a fresh sample, and a 429 stops the round.
-func (d *Drainer) busy(model string, rs *round) bool {
-	if d.gauge == nil || d.gauge.Utilization(model) < d.opt.Target {
+// probeState paces the probes of one deployment.
+type probeState struct {
+	busyAt  time.Time     // last busy reading
+	backoff time.Duration // wait after busyAt before the next probe
+	probed  bool          // a probe ran since the last reading
+}
+
+// observe notes a known reading of k and returns whether it is busy.
+func (d *Drainer) observe(k utilization.Key, r utilization.Reading, threshold float64, now time.Time) bool {
+	d.coolMu.Lock()
+	defer d.coolMu.Unlock()
+	ps := d.probes[k]
+	if ps == nil {
+		ps = &probeState{backoff: d.opt.ProbeBackoff}
+		d.probes[k] = ps
+	}
+	busy := r.Percent/100 >= threshold
+	switch {
+	case busy && ps.probed:
+		ps.backoff = min(2*ps.backoff, 16*d.opt.ProbeBackoff)
+		ps.probed, ps.busyAt = false, now
+	case busy:
+		ps.busyAt = now
+	default:
+		ps.backoff, ps.probed = d.opt.ProbeBackoff, false
+	}
+	return busy
+}
+
+// learn takes a probe's answer at once: a busy (or still unknown) reading
+// starts or lengthens the probe backoff even if the sample goes stale
+// before the next placement looks.
+func (d *Drainer) learn(p placement) {
+	now := d.now()
+	r := d.loads.Utilization(p.key, p.threshold)
+	if !r.Known() {
+		r = utilization.Reading{Percent: 100, Source: utilization.SourceUnknown} // silence is never idle
+	}
+	d.observe(p.key, r, p.threshold, now)
+}
+
+// mayProbe reports whether a probe of k is due, and if so records it.
+func (d *Drainer) mayProbe(k utilization.Key, now time.Time) bool {
+	d.coolMu.Lock()
+	defer d.coolMu.Unlock()
+	ps := d.probes[k]
+	if ps == nil {
+		ps = &probeState{backoff: d.opt.ProbeBackoff}
+		d.probes[k] = ps
+	}
+	if !ps.busyAt.IsZero() && now.Before(ps.busyAt.Add(ps.backoff)) {
 		return false
 	}
-	s, ok := d.gauge.(sampler)
-	if !ok {
-		return true
+	ps.probed = true
+	return true
+}
+
+// slots is how many jobs a deployment at reading r may run at once.
+func (d *Drainer) slots(r utilization.Reading, threshold float64) int {
+	head := (threshold - r.Percent/100) / threshold
+	return max(1, int(float64(d.opt.Concurrency)*head))
+}
+
+// place picks the allowed deployment with the most headroom for a job of
+// model m. A deployment counts only with a fresh reading below the
+// threshold; one with no fresh reading is unknown, which is busy, except
+// that one job at a time may run there as a probe (its answer brings a
+// sample). Deployments cooling after a 429 or with an open circuit are
+// skipped. It reserves the slot it returns.
+func (d *Drainer) place(m *route.Model, rs *round) placement {
+	pol, ok := d.opt.Policies[m.Alias]
+	if !ok || len(pol.Targets) == 0 {
+		return placement{none: true}
 	}
-	m, err := d.models.Model(model)
-	if err != nil {
-		return true
-	}
-	var newest time.Time
-	for _, b := range s.Status() {
-		for _, t := range m.Targets {
-			if t.Backend == nil || t.Backend.Name != b.Name {
+	now := d.now()
+	var best, probe *placement
+	wait := false
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, k := range pol.Targets {
+		var t route.Target
+		found := false
+		for _, c := range m.Targets {
+			if c.Backend != nil && c.Backend.Name == k.Backend && c.Deployment == k.Deployment {
+				t, found = c, true
+				break
+			}
+		}
+		if !found || !t.Ready() || d.coolingUntil(k).After(now) {
+			continue
+		}
+		r := d.loads.Utilization(k, pol.Threshold)
+		switch {
+		case !r.Known():
+			if rs.probing[k] {
+				wait = true
+			} else if probe == nil {
+				probe = &placement{target: t, key: k, reading: r, threshold: pol.Threshold, probe: true}
+			}
+		case !d.observe(k, r, pol.Threshold, now):
+			if rs.inflight[k] >= d.slots(r, pol.Threshold) {
+				wait = true
 				continue
 			}
-			for _, dep := range b.Deployments {
-				if dep.Name == t.Deployment && dep.Utilization != nil && dep.Utilization.At.After(newest) {
-					newest = dep.Utilization.At
-				}
+			if best == nil || r.Percent < best.reading.Percent {
+				best = &placement{target: t, key: k, reading: r, threshold: pol.Threshold}
 			}
 		}
 	}
-	if d.now().Sub(newest) < d.opt.ProbeAfter {
-		return true
+	switch {
+	case best != nil:
+		rs.inflight[best.key]++
+		rs.total++
+		return *best
+	case probe != nil && d.mayProbe(probe.key, now):
+		rs.inflight[probe.key]++
+		rs.probing[probe.key] = true
+		rs.total++
+		return *probe
 	}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.probed[model] {
-		return true
-	}
-	rs.probed[model] = true
-	return false
+	return placement{wait: wait}
 }
 
-// Drain runs one round: it receives messages while there is capacity and
-// runs them, up to MaxPerRound, until the queue is empty, a backend
-// throttles, or RoundTimeout passes.
+// release frees p's slot.
+func (rs *round) release(p placement) {
+	rs.mu.Lock()
+	rs.inflight[p.key]--
+	if p.probe {
+		rs.probing[p.key] = false
+	}
+	rs.total--
+	rs.mu.Unlock()
+	rs.done <- struct{}{}
+}
+
+func (d *Drainer) coolingUntil(k utilization.Key) time.Time {
+	d.coolMu.Lock()
+	defer d.coolMu.Unlock()
+	return d.cooling[k]
+}
+
+func (d *Drainer) cool(k utilization.Key, until time.Time) {
+	d.coolMu.Lock()
+	defer d.coolMu.Unlock()
+	if until.After(d.cooling[k]) {
+		d.cooling[k] = until
+	}
+}
+
+// Drain runs one round: it takes messages while a deployment their
+// policy allows has headroom, runs each on the allowed deployment with
+// the most headroom, up to MaxPerRound, until the queue is empty, every
+// allowed deployment of a job is busy (or cooling), or RoundTimeout passes.
+// A 429 cools only the deployment that sent it; the round goes on.
 func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opt.RoundTimeout)
 	defer cancel()
 	var st RoundStats
 	var mu sync.Mutex
-	stop := false
-	rs := &round{probed: map[string]bool{}}
-	for st.Received < d.opt.MaxPerRound && !stop {
+	rs := &round{inflight: map[utilization.Key]int{}, probing: map[utilization.Key]bool{},
+		done: make(chan struct{}, d.opt.MaxPerRound+1)}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	count := func(outcome string) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch outcome {
+		case "succeeded":
+			st.Succeeded++
+		case "failed":
+			st.Failed++
+		case "rescheduled":
+			st.Rescheduled++
+		default:
+			st.Skipped++
+		}
+	}
+	stop := func(why string) (RoundStats, error) {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		st.StoppedBy = why
+		return st, nil
+	}
+	// waitOne waits for a running job to end; false when none runs.
+	waitOne := func() bool {
+		rs.mu.Lock()
+		n := rs.total
+		rs.mu.Unlock()
+		if n == 0 {
+			return false
+		}
+		select {
+		case <-rs.done:
+		case <-ctx.Done():
+		}
+		return true
+	}
+	if d.loads != nil {
+		if err := d.loads.Refresh(ctx); err != nil {
+			d.log.Warn("drain: shared utilization samples not read; using what is known", "error", err)
+		}
+	}
+	for st.Received < d.opt.MaxPerRound {
 		if ctx.Err() != nil {
-			st.StoppedBy = "round timeout"
-			return st, nil
+			return stop("round timeout")
 		}
-		// The first batch of a round is one message: it finds out whether
-		// the pool has room before Concurrency jobs are taken (and pushed
-		// back when it has none).
-		n := min(d.opt.Concurrency, d.opt.MaxPerRound-st.Received)
-		if st.Received == 0 {
-			n = 1
+		rs.mu.Lock()
+		free := d.opt.Concurrency - rs.total
+		rs.mu.Unlock()
+		if free <= 0 {
+			waitOne()
+			continue
 		}
-		msgs, err := d.q.Receive(ctx, n, 200*time.Millisecond)
+		msgs, err := d.q.Receive(ctx, 1, 200*time.Millisecond)
 		if err != nil {
 			if ctx.Err() != nil {
-				st.StoppedBy = "round timeout"
-				return st, nil
+				return stop("round timeout")
 			}
+			wg.Wait()
 			return st, fmt.Errorf("drain: receive: %w", err)
 		}
 		if len(msgs) == 0 {
-			st.StoppedBy = "queue empty"
-			return st, nil
+			return stop("queue empty")
 		}
-		st.Received += len(msgs)
-		var wg sync.WaitGroup
-		for _, m := range msgs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				outcome, err := d.run(ctx, m, rs)
-				mu.Lock()
-				defer mu.Unlock()
-				switch outcome {
-				case "succeeded":
-					st.Succeeded++
-				case "failed":
-					st.Failed++
-				case "rescheduled":
-					st.Rescheduled++
-				default:
-					st.Skipped++
-				}
-				switch {
-				case errors.Is(err, errStop):
-					stop = true
-					st.StoppedBy = "backend throttled (429)"
-				case errors.Is(err, errBusy):
-					// The pool is at the target: taking more messages would
-					// only push them back too. The next round looks again.
-					stop = true
-					if st.StoppedBy == "" {
-						st.StoppedBy = "pool busy"
-					}
-				case err != nil:
-					d.log.Warn("drain: job", "job", m.ID, "error", err)
-				}
-			}()
+		st.Received++
+		m := msgs[0]
+		j, model, outcome, err := d.prepare(ctx, m)
+		if j == nil {
+			count(outcome)
+			if err != nil {
+				d.log.Warn("drain: job", "job", m.ID, "error", err)
+			}
+			continue
 		}
-		wg.Wait()
+		var p placement
+		for {
+			if d.loads != nil {
+				_ = d.loads.Refresh(ctx) // errors logged above; the view ages out on its own
+			}
+			p = d.place(model, rs)
+			if !p.wait || ctx.Err() != nil || !waitOne() {
+				break
+			}
+		}
+		if p.none {
+			outcome, err := d.finish(ctx, m, j, StatusFailed, 0, "", nil, "no deployment of model "+j.Model+" may run low-priority jobs (models."+j.Model+".jobs)")
+			count(outcome)
+			if err != nil {
+				d.log.Warn("drain: job", "job", m.ID, "error", err)
+			}
+			continue
+		}
+		if p.target.Backend == nil {
+			// Every allowed deployment is busy, cooling or being probed.
+			if err := d.q.Reschedule(ctx, m, d.now().Add(d.opt.BusyDelay)); err != nil {
+				d.log.Warn("drain: job", "job", m.ID, "error", err)
+				count("skipped")
+			} else {
+				count("rescheduled")
+			}
+			return stop("pool busy")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer rs.release(p)
+			outcome, err := d.run(ctx, m, j, model, p)
+			count(outcome)
+			if err != nil {
+				d.log.Warn("drain: job", "job", m.ID, "error", err)
+			}
+		}()
 	}
-	if st.StoppedBy == "" {
-		st.StoppedBy = "round limit"
-	}
-	return st, nil
+	return stop("round limit")
 }
 
-// run processes one message and settles it.
-func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string, error) {
+// prepare reads the job of m and settles the messages that need no run
+// (no job row, already terminal, model gone, submitter revoked). It
+// returns the job and its model when the job should run.
+func (d *Drainer) prepare(ctx context.Context, m *queue.Message) (*Job, *route.Model, string, error) {
 	keyID := m.Properties["key"]
 	j, err := d.st.Get(ctx, keyID, m.ID)
 	if errors.Is(err, ErrNotFound) {
 		if err := d.q.DeadLetter(ctx, m, "JobNotFound", "no job row for this message"); err != nil {
-			return "skipped", err
+			return nil, nil, "skipped", err
 		}
 		d.release(ctx, m)
-		return "skipped", nil
+		return nil, nil, "skipped", nil
 	}
 	if err != nil {
-		return "skipped", err // lock expires; redelivered later
+		return nil, nil, "skipped", err // lock expires; redelivered later
 	}
 	if j.Status.Terminal() {
 		// Cancelled, or a duplicate delivery of a finished job.
 		if err := d.q.Complete(ctx, m); err != nil {
-			return "skipped", err
+			return nil, nil, "skipped", err
 		}
 		d.release(ctx, m)
-		return "skipped", nil
-	}
-	if d.busy(j.Model, rs) {
-		if err := d.q.Reschedule(ctx, m, d.now().Add(d.opt.BusyDelay)); err != nil {
-			return "skipped", err
-		}
-		return "rescheduled", errBusy
+		return nil, nil, "skipped", nil
 	}
 	m2, err := d.models.Model(j.Model)
 	if err != nil {
-		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "model "+j.Model+" is no longer configured")
+		outcome, err := d.finish(ctx, m, j, StatusFailed, 0, "", nil, "model "+j.Model+" is no longer configured")
+		return nil, nil, outcome, err
 	}
 	if d.Authorize != nil {
 		if err := d.Authorize(ctx, j); errors.Is(err, ErrRevoked) {
-			return d.finish(ctx, m, j, StatusFailed, http.StatusUnauthorized, "", nil, "the API key that submitted the job was revoked")
+			outcome, err := d.finish(ctx, m, j, StatusFailed, http.StatusUnauthorized, "", nil, "the API key that submitted the job was revoked")
+			return nil, nil, outcome, err
 		} else if err != nil {
-			return "skipped", err // lock expires; redelivered later
+			return nil, nil, "skipped", err // lock expires; redelivered later
 		}
 	}
+	return j, m2, "", nil
+}
+
+// run runs a prepared job on p's deployment only and settles its message.
+func (d *Drainer) run(ctx context.Context, m *queue.Message, j *Job, model *route.Model, p placement) (string, error) {
+	keyID := j.KeyID
 	// A large body is in blob storage (claim check): load it before the
 	// job counts an attempt.
 	body, err := d.Claims.Body(ctx, m)
@@ -414,7 +600,11 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 		d.release(ctx, m)
 		return "skipped", nil
 	}
-	res, w, err := d.execute(ctx, m, body, j, m2)
+	m2 := model.Only(p.target)
+	res, w, err := d.execute(ctx, m, body, j, m2, p)
+	if p.probe {
+		d.learn(p)
+	}
 	if err != nil {
 		return d.finish(ctx, m, j, StatusFailed, 0, "", nil, "invalid request: "+err.Error())
 	}
@@ -435,10 +625,12 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, rs *round) (string,
 		}); err != nil {
 			return "skipped", err
 		}
+		// Only this deployment cools; the round goes on elsewhere.
+		d.cool(p.key, d.now().Add(wait))
 		if err := d.q.Reschedule(ctx, m, d.now().Add(wait)); err != nil {
 			return "skipped", err
 		}
-		return "rescheduled", errStop
+		return "rescheduled", nil
 	case res.Status >= 400 && res.Status < 500 && res.Status != http.StatusRequestTimeout && res.Status != httperrClientClosed:
 		// The backend refused the request itself: retrying will not help.
 		return d.finish(ctx, m, j, StatusFailed, res.Status, w.Header().Get("Content-Type"), w.body.Bytes(), "the backend refused the request")
@@ -524,7 +716,7 @@ func (d *Drainer) finish(ctx context.Context, m *queue.Message, j *Job, status S
 // execute forwards the job's request through the proxy into a buffer.
 // The job continues the submitter's trace (the traceparent kept in the
 // message), so its backend attempts share the submitter's operation id.
-func (d *Drainer) execute(ctx context.Context, m *queue.Message, body []byte, j *Job, model *route.Model) (proxy.Result, *resultWriter, error) {
+func (d *Drainer) execute(ctx context.Context, m *queue.Message, body []byte, j *Job, model *route.Model, p placement) (proxy.Result, *resultWriter, error) {
 	style := openai.StyleV1
 	if m.Properties["style"] == "deployment" {
 		style = openai.StyleDeployment
@@ -556,10 +748,11 @@ func (d *Drainer) execute(ctx context.Context, m *queue.Message, body []byte, j 
 			Duration: time.Since(start), Status: res.Status,
 			Properties: map[string]string{"team": j.Team, "app": j.App, "key_id": j.KeyID, "model": j.Model, "operation": string(op),
 				"backend": res.Backend, "deployment": res.Deployment, "region": res.Region, "class": "batch",
-				"retries": strconv.Itoa(max(res.Attempts-1, 0)), "request_id": m.ID, "job_id": j.ID},
+				"retries": strconv.Itoa(max(res.Attempts-1, 0)), "request_id": m.ID, "job_id": j.ID,
+				"drain_source": string(p.reading.Source), "drain_probe": strconv.FormatBool(p.probe)},
 			Measurements: map[string]float64{"prompt_tokens": float64(res.Usage.PromptTokens),
 				"completion_tokens": float64(res.Usage.CompletionTokens), "cached_tokens": float64(res.Usage.CachedTokens),
-				"reasoning_tokens": float64(res.Usage.ReasoningTokens)}})
+				"reasoning_tokens": float64(res.Usage.ReasoningTokens), "drain_utilization": drainPercent(p.reading)}})
 	}
 	return res, w, nil
 }
@@ -656,4 +849,13 @@ func (d *Drainer) callback(ctx context.Context, j *Job) {
 		}
 	}
 	_, _, _ = d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool { j.CallbackState = state; return true })
+}
+
+// drainPercent is the utilization a job was placed on, for telemetry; -1
+// when it ran as a probe of an unknown deployment.
+func drainPercent(r utilization.Reading) float64 {
+	if !r.Known() {
+		return -1
+	}
+	return r.Percent
 }

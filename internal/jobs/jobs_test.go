@@ -22,6 +22,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/queue/queuetest"
 	"github.com/foundry-gateway/gateway/internal/route"
 	storeembedded "github.com/foundry-gateway/gateway/internal/store/embedded"
+	"github.com/foundry-gateway/gateway/internal/utilization"
 )
 
 // backend is a fake model backend whose next answers a test scripts.
@@ -72,9 +73,23 @@ func (m models) Model(alias string) (*route.Model, error) {
 	return m.m, nil
 }
 
-type gauge struct{ v atomic.Value }
+// gauge is a fake Loads: every deployment reads v (a share), from the
+// header source, sampled now; v < 0 reads unknown.
+type gauge struct {
+	v     atomic.Value
+	calls atomic.Int32
+}
 
-func (g *gauge) Utilization(string) float64 { v, _ := g.v.Load().(float64); return v }
+func (g *gauge) Utilization(utilization.Key, float64) utilization.Reading {
+	g.calls.Add(1)
+	v, _ := g.v.Load().(float64)
+	if v < 0 {
+		return utilization.Reading{Source: utilization.SourceUnknown}
+	}
+	return utilization.Reading{Percent: 100 * v, Source: utilization.SourceHeaders, At: time.Now()}
+}
+
+func (g *gauge) Refresh(context.Context) error { return nil }
 
 type fixture struct {
 	st    *Store
@@ -105,7 +120,8 @@ func newFixture(t *testing.T) *fixture {
 	m := &route.Model{Alias: "m", Targets: []route.Target{{Backend: &route.Backend{Name: "b", URL: be.srv.URL, Timeout: 2 * time.Second, Auth: backendauth.None{}}, Deployment: "d", Priority: 1, Weight: 1}}}
 	px := proxy.New(proxy.NewTransport(), slog.New(slog.DiscardHandler), proxy.Options{MaxAttempts: 1})
 	f := &fixture{st: NewStore(tb, clock.Now), q: q, clock: clock, be: be, g: &gauge{}}
-	f.d = NewDrainer(f.st, q, models{m}, px, f.g, slog.New(slog.DiscardHandler), DrainOptions{MaxAttempts: 3, CallbackSecret: "s3cret"})
+	f.d = NewDrainer(f.st, q, models{m}, px, f.g, slog.New(slog.DiscardHandler), DrainOptions{MaxAttempts: 3, CallbackSecret: "s3cret",
+		Policies: map[string]Policy{"m": {Targets: []utilization.Key{{Backend: "b", Deployment: "d"}}, Threshold: 0.7}}})
 	f.d.OnDone = func(context.Context, *Job, proxy.Result) { f.done.Add(1) }
 	return f
 }
@@ -200,24 +216,21 @@ func TestDrainOutcomes(t *testing.T) {
 	}
 }
 
-func TestThrottleStopsRoundAndWaits(t *testing.T) {
+func TestThrottleCoolsTheDeploymentAndWaits(t *testing.T) {
 	f := newFixture(t)
 	f.be.script(429)
 	f.submit(t, "")
 	f.submit(t, "")
 	f.d.opt.Concurrency = 1
 	st, _ := f.d.Drain(context.Background())
-	if st.StoppedBy != "backend throttled (429)" || st.Received != 1 {
-		t.Errorf("round %v; want it stopped by the 429 after one job", st)
-	}
-	// Before the retry-after passes, the throttled job is not due.
-	st, _ = f.d.Drain(context.Background())
-	if st.Succeeded != 1 {
-		t.Errorf("second round %v: the other job should run", st)
+	// The 429 cools the one allowed deployment: the second job finds it
+	// cooling and waits instead of being sent into the throttle.
+	if st.StoppedBy != "pool busy" || st.Received != 2 || f.be.calls.Load() != 1 || st.Rescheduled != 2 {
+		t.Errorf("round %v after %d backend calls; want both rescheduled after one call, stopped as busy", st, f.be.calls.Load())
 	}
 	f.clock.Advance(3100 * time.Millisecond)
 	st, _ = f.d.Drain(context.Background())
-	if st.Succeeded != 1 {
+	if st.Succeeded != 2 {
 		t.Errorf("after the wait %v", st)
 	}
 }

@@ -203,3 +203,33 @@ func (t Target) Observe(h http.Header) {
 		t.dep.observe(h, t.dep.set.clock())
 	}
 }
+
+// Only returns a model that plans m's target t alone (sharing its cooling,
+// circuit and utilization state), for the drain: a job goes to the one
+// deployment its policy allows and that has headroom, never down the
+// interactive priority order to pay-as-you-go.
+func (m *Model) Only(t Target) *Model {
+	return &Model{Alias: m.Alias, Targets: []Target{t}, Price: m.Price, Caps: m.Caps, set: m.set}
+}
+
+// Sample is the last utilization t's deployment reported in response
+// headers on this instance; nil when none.
+func (t Target) Sample() *Utilization {
+	if t.dep == nil {
+		return nil
+	}
+	return t.dep.util.Load()
+}
+
+// Ready reports whether t may take a call now: not cooling after a 429 and
+// its backend's circuit not open.
+func (t Target) Ready() bool {
+	now := time.Now()
+	if t.dep != nil {
+		now = t.dep.set.clock()
+		if t.dep.coolUntil.Load() > now.UnixNano() {
+			return false
+		}
+	}
+	return t.Backend.Health.ready(now.UnixNano())
+}

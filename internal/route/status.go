@@ -31,6 +31,23 @@ type DeploymentStatus struct {
 	Name         string       `json:"name"`
 	CoolingUntil *time.Time   `json:"cooling_until"`
 	Utilization  *Utilization `json:"utilization"`
+	// Drain is the utilization the drain last used for this deployment
+	// and where it came from; null when no job policy uses it or the
+	// drain has not looked yet. Filled in by the caller of Status.
+	Drain *DrainLoad `json:"drain,omitempty"`
+}
+
+// DrainLoad is a deployment's utilization as the drain judged it.
+type DrainLoad struct {
+	// Percent of capacity in use; null when unknown.
+	Percent *float64 `json:"percent"`
+	// Source: metrics, headers (this instance), fleet (another
+	// instance's header sample) or unknown (no fresh signal: busy).
+	Source string `json:"source"`
+	// At is the time of the sample (a metric point: the end of its grain).
+	At *time.Time `json:"at,omitempty"`
+	// Threshold is the policy's share the drain compared against.
+	Threshold float64 `json:"threshold"`
 }
 
 // Status reports every backend, in config order.

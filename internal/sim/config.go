@@ -41,6 +41,8 @@ type Config struct {
 	// MaxStoredResponses bounds the Responses API store (oldest evicted
 	// first). Default 10000.
 	MaxStoredResponses int `yaml:"maxStoredResponses" json:"maxStoredResponses"`
+	// Metrics shapes the emulated Azure Monitor metrics API (see metrics.go).
+	Metrics MetricsConfig `yaml:"metrics" json:"metrics"`
 	// Deployments lists the Azure deployments this simulated resource has.
 	// At least one is required; names must be unique.
 	Deployments []Deployment `yaml:"deployments" json:"deployments"`
@@ -81,6 +83,11 @@ type Deployment struct {
 	// requests may ask for fewer or more with `dimensions` (up to 3072).
 	// Default 256 (small, to keep test payloads light).
 	EmbeddingDims int `yaml:"embeddingDims" json:"embeddingDims"`
+	// BackgroundLoad is the share (0..1) of the deployment's token budget
+	// taken in every window by clients that bypass the gateway: it counts
+	// in admission (429s), in the utilization headers and in the metrics
+	// API, as other apps calling the account directly would. Default 0.
+	BackgroundLoad float64 `yaml:"backgroundLoad" json:"backgroundLoad"`
 	// Latency shapes how long answers take. Zero = as fast as possible.
 	Latency Latency `yaml:"latency" json:"latency"`
 	// Faults injects random failures at the given rates. Zero = none.
@@ -177,7 +184,19 @@ func (c Config) normalize() (Config, error) {
 	if out.MaxStoredResponses == 0 {
 		out.MaxStoredResponses = DefaultMaxStoredResponses
 	}
+	if out.Metrics.Grain == 0 {
+		out.Metrics.Grain = Duration(time.Minute)
+	}
+	if out.Metrics.Delay == 0 {
+		out.Metrics.Delay = Duration(time.Minute)
+	}
+	if out.Metrics.Retention == 0 {
+		out.Metrics.Retention = Duration(10 * time.Minute)
+	}
 	var errs []error
+	if out.Metrics.Grain < 0 || out.Metrics.Delay < 0 || out.Metrics.Retention < out.Metrics.Grain {
+		errs = append(errs, errors.New("metrics: grain and delay must be positive, retention at least one grain"))
+	}
 	if out.Window < 0 {
 		errs = append(errs, errors.New("window must not be negative"))
 	}
@@ -231,6 +250,9 @@ func (d Deployment) validate() error {
 		}
 	} else if d.PTUCapacityTPM != 0 {
 		errs = append(errs, errors.New("ptuCapacityTPM applies only to provisioned deployments"))
+	}
+	if d.BackgroundLoad < 0 || d.BackgroundLoad > 1 {
+		errs = append(errs, errors.New("backgroundLoad must be within 0..1"))
 	}
 	if d.EmbeddingDims < 0 || d.EmbeddingDims > maxEmbeddingDims {
 		errs = append(errs, fmt.Errorf("embeddingDims must be within 1..%d", maxEmbeddingDims))

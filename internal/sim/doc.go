@@ -18,6 +18,12 @@
 //	GET  /openai/v1/responses/{id}, /openai/responses/{id}?api-version=…     a stored response
 //	GET  /sim/usage      Usage() as JSON               (no auth)
 //	POST /sim/reset      Reset(): usage, windows, fault counters   (no auth)
+//	POST /sim/metrics-fault?fault=down|slow|   the metrics API answers 503 / never (until the client leaves) / normally
+//	POST /subscriptions/{id}/metrics:getBatch?metricnamespace=Microsoft.CognitiveServices/accounts&metricnames=AzureOpenAIProvisionedManagedUtilizationV2&…
+//	                     the Azure Monitor metrics batch API (azmetrics), body {"resourceids":[…]}, any bearer token:
+//	                     per provisioned deployment (dimension modeldeploymentname) one point per grain with
+//	                     average and maximum utilization (%), computed from every admitted request (through a
+//	                     gateway or sent directly) plus backgroundLoad; grains appear metrics.delay after they end
 //	GET  /sim/healthz    readiness                     (no auth)
 //
 // Checks run in Azure's order: api-key (401), api-version (400),
@@ -34,6 +40,7 @@
 //	apiKey: ""                # empty: no auth; else api-key or Bearer must match
 //	region: swedencentral     # x-ms-region
 //	window: 60s               # sliding rate-limit window; tpm/rpm are budgets per window
+//	metrics: { grain: 60s, delay: 60s, retention: 10m }   # the emulated Azure Monitor metric
 //	deployments:
 //	  - name: gpt-4o-mini     # the Azure deployment name (path, or v1 body "model")
 //	    model: gpt-4o-mini    # reported model, default = name
@@ -45,6 +52,7 @@
 //	    model: gpt-4o-mini
 //	    provisioned: true
 //	    ptuCapacityTPM: 300000
+//	    backgroundLoad: 0.5   # share of the budget taken by clients that bypass the gateway (headers, 429s, metric)
 //	  - name: text-embedding-3-small
 //	    embeddingDims: 256
 //	    latency: {embeddingLatency: 40ms}

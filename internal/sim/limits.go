@@ -23,9 +23,16 @@ type limiter struct {
 	rpm, tpm    int64 // standard; 0 = unlimited
 	capacity    int64 // provisioned
 
+	// background is the tokens per window taken by clients that bypass
+	// the gateway (Deployment.BackgroundLoad x the token budget).
+	background int64
+	// keep is how long hist is kept (metrics retention + one window).
+	keep time.Duration
+
 	mu      sync.Mutex
 	entries []admitted // oldest first
 	tokens  int64      // sum of entries[].tokens
+	hist    []admitted // every admission for the metrics emulation, oldest first
 }
 
 type admitted struct {
@@ -39,18 +46,23 @@ type limitState struct {
 	retryAfter       time.Duration // > 0 when rejected
 }
 
-func newLimiter(d Deployment, window time.Duration) *limiter {
-	return &limiter{
+func newLimiter(d Deployment, window, retention time.Duration) *limiter {
+	l := &limiter{
 		window:      window,
 		provisioned: d.Provisioned,
 		rpm:         d.RPM,
 		tpm:         d.TPM,
 		capacity:    d.PTUCapacityTPM,
+		keep:        retention + window,
 	}
+	l.background = int64(d.BackgroundLoad * float64(l.tokenBudget()))
+	return l
 }
 
 // unlimited reports whether nothing needs tracking.
 func (l *limiter) unlimited() bool { return !l.provisioned && l.rpm == 0 && l.tpm == 0 }
+
+// unlimited deployments keep no history; the metric reads 0 for them.
 
 func (l *limiter) tokenBudget() int64 {
 	if l.provisioned {
@@ -74,7 +86,7 @@ func (l *limiter) admit(now time.Time, est int64) (limitState, bool) {
 		wait = l.entries[int64(len(l.entries))-l.rpm].at.Add(l.window).Sub(now)
 	}
 	if budget := l.tokenBudget(); budget > 0 {
-		if need := l.tokens + min(est, budget) - budget; need > 0 {
+		if need := l.tokens + l.background + min(est, budget) - budget; need > 0 {
 			var freed int64
 			for _, e := range l.entries {
 				freed += e.tokens
@@ -85,12 +97,63 @@ func (l *limiter) admit(now time.Time, est int64) (limitState, bool) {
 			}
 		}
 	}
-	if wait > 0 {
-		return limitState{requests: int64(len(l.entries)), tokens: l.tokens, retryAfter: wait}, false
+	if wait > 0 || l.background > 0 && l.tokens+l.background+min(est, l.tokenBudget()) > l.tokenBudget() {
+		// Background load never leaves the window: with it, a full window
+		// asks to wait one window at most.
+		if wait <= 0 {
+			wait = l.window
+		}
+		return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background, retryAfter: wait}, false
 	}
 	l.entries = append(l.entries, admitted{at: now, tokens: est})
 	l.tokens += est
-	return limitState{requests: int64(len(l.entries)), tokens: l.tokens}, true
+	l.hist = append(l.hist, admitted{at: now, tokens: est})
+	l.trimHistory(now)
+	return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background}, true
+}
+
+// trimHistory drops admissions older than keep. Callers hold mu.
+func (l *limiter) trimHistory(now time.Time) {
+	i := 0
+	for i < len(l.hist) && now.Sub(l.hist[i].at) > l.keep {
+		i++
+	}
+	if i > 0 {
+		l.hist = append(l.hist[:0:0], l.hist[i:]...)
+	}
+}
+
+// utilizationAt is the share of the token budget (percent) in use at t:
+// the tokens admitted in (t-window, t] plus the background load.
+func (l *limiter) utilizationAt(t time.Time) float64 {
+	budget := l.tokenBudget()
+	if budget <= 0 {
+		return 0
+	}
+	var sum int64
+	for _, e := range l.hist {
+		if e.at.After(t) {
+			break
+		}
+		if e.at.After(t.Add(-l.window)) {
+			sum += e.tokens
+		}
+	}
+	return float64(sum+l.background) * 100 / float64(budget)
+}
+
+// grainStats samples the utilization 10 times across [from, from+grain)
+// and returns the average and the maximum.
+func (l *limiter) grainStats(from time.Time, grain time.Duration) (avg, peak float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	const n = 10
+	for i := 1; i <= n; i++ {
+		u := l.utilizationAt(from.Add(grain * time.Duration(i) / n))
+		avg += u / n
+		peak = max(peak, u)
+	}
+	return avg, peak
 }
 
 // peek returns the window at now without charging anything.
@@ -101,7 +164,7 @@ func (l *limiter) peek(now time.Time) limitState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.expire(now)
-	return limitState{requests: int64(len(l.entries)), tokens: l.tokens}
+	return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background}
 }
 
 func (l *limiter) reset() {
@@ -109,6 +172,7 @@ func (l *limiter) reset() {
 	defer l.mu.Unlock()
 	l.entries = nil
 	l.tokens = 0
+	l.hist = nil
 }
 
 // expire drops entries that have left the window. Reslicing from the front

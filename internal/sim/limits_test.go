@@ -148,3 +148,20 @@ func TestRejectedRequestsAreNotCounted(t *testing.T) {
 		t.Errorf("Usage requests: got %d, want %d", got, want)
 	}
 }
+
+// TestBackgroundLoad: traffic that bypasses the gateway takes its share of
+// the budget in admission and in the utilization header.
+func TestBackgroundLoad(t *testing.T) {
+	l := newLimiter(Deployment{Provisioned: true, PTUCapacityTPM: 1000, BackgroundLoad: 0.8}, time.Minute, time.Minute)
+	now := time.Unix(0, 0)
+	st, ok := l.admit(now, 100)
+	if !ok || st.tokens != 900 {
+		t.Fatalf("first: %+v %v; want admitted, 900 tokens in use", st, ok)
+	}
+	if _, ok := l.admit(now, 200); ok {
+		t.Error("a request past the budget left by the background load was admitted")
+	}
+	if avg, _ := l.grainStats(now.Add(-time.Second), time.Second); avg < 80 {
+		t.Errorf("metric average %v, want at least the background 80%%", avg)
+	}
+}

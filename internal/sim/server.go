@@ -44,6 +44,9 @@ type Server struct {
 	responses   *responseStore
 	instance    [8]byte       // random per Server: ids differ between simulator instances
 	seq         atomic.Uint64 // request counter, the rest of every id
+	// metricsFault steers the metrics API: "" answers, "down" is 503,
+	// "slow" answers only after the client gave up (POST /sim/metrics-fault).
+	metricsFault atomic.Pointer[string]
 }
 
 // deployment is a configured deployment plus its live state.
@@ -92,7 +95,7 @@ func NewWithClock(cfg Config, logger *slog.Logger, clock Clock) (*Server, error)
 			reasoning:   isReasoningModel(d.Model),
 			embeddings:  isEmbeddingModel(d.Model),
 			fingerprint: fmt.Sprintf("fp_%010x", h.sum()&(1<<40-1)),
-			limits:      newLimiter(d, cfg.Window.D()),
+			limits:      newLimiter(d, cfg.Window.D(), cfg.Metrics.Retention.D()),
 		}
 	}
 	return s, nil
@@ -126,6 +129,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if rest, ok := strings.CutPrefix(path, "/sim/"); ok {
 		s.serveControl(w, r, rest)
+		return
+	}
+	if strings.HasPrefix(path, "/subscriptions/") && strings.HasSuffix(path, "/metrics:getBatch") {
+		s.serveMetrics(w, r)
 		return
 	}
 	rest, ok := strings.CutPrefix(path, "/openai/")
@@ -162,6 +169,14 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, rest strin
 	case rest == "reset" && r.Method == http.MethodPost:
 		s.Reset()
 		w.WriteHeader(http.StatusNoContent)
+	case rest == "metrics-fault" && r.Method == http.MethodPost:
+		switch f := r.URL.Query().Get("fault"); f {
+		case "", "down", "slow":
+			s.metricsFault.Store(&f)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeError(w, &apiError{status: http.StatusBadRequest, Code: "BadRequest", Message: "fault must be down, slow or empty"})
+		}
 	case rest == "healthz" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	default:
