@@ -98,8 +98,11 @@ type Deps struct {
 	Proxy        forwarder
 	Usage        UsageSink
 	MaxBodyBytes int64
-	// Timers by function name: POST /{name} runs them (payload protocol).
+	// Timers by function name: POST /{name} runs them (payload protocol)
+	// for the Functions host (UnderFunctions) or admin callers (standalone).
 	Timers map[string]Timer
+	// UnderFunctions is true when the Functions host runs the gateway.
+	UnderFunctions bool
 	// Ready reports whether dependencies (the store) are reachable.
 	Ready func(ctx context.Context) error
 	// Backends, when set, serves GET /admin/backends to admins.
@@ -152,7 +155,7 @@ func New(d Deps) http.Handler {
 	g.registerAdmin(e)
 	g.registerJobs(e)
 	for name, fn := range d.Timers {
-		e.POST("/"+name, invocation(d.Log, name, fn))
+		e.POST("/"+name, g.timer(name, fn))
 	}
 	return e
 }

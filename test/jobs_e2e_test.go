@@ -197,9 +197,9 @@ func checkResult(t testing.TB, j jobJSON) {
 }
 
 // drainPayload runs one drain round over the Functions payload protocol.
-func drainPayload(t testing.TB, base string) (logs []string) {
+func drainPayload(t testing.TB, base, key string) (logs []string) {
 	t.Helper()
-	code, h, b := jcall(t, http.MethodPost, base+"/drain", "", `{"Data":{"tick":{"IsPastDue":false}},"Metadata":{}}`, nil)
+	code, h, b := jcall(t, http.MethodPost, base+"/drain", key, `{"Data":{"tick":{"IsPastDue":false}},"Metadata":{}}`, nil)
 	if code/100 != 2 || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
 		t.Fatalf("POST /drain: got %d %q %s", code, h.Get("Content-Type"), b)
 	}
@@ -303,7 +303,7 @@ func TestJobsAPI(t *testing.T) {
 		if code != http.StatusOK || j.Status != "cancelled" {
 			t.Fatalf("DELETE: got %d %s, want 200 cancelled", code, b)
 		}
-		logs := drainPayload(t, s.URL)
+		logs := drainPayload(t, s.URL, s.Key)
 		if len(logs) == 0 || !strings.Contains(strings.Join(logs, "\n"), "received 2, succeeded 1") {
 			t.Errorf("drain Logs: got %q, want the round reported (received 2, succeeded 1)", logs)
 		}
@@ -323,7 +323,7 @@ func TestJobsAPI(t *testing.T) {
 			}
 		}
 		// An empty queue still answers the host.
-		if logs := drainPayload(t, s.URL); !strings.Contains(strings.Join(logs, "\n"), "queue empty") {
+		if logs := drainPayload(t, s.URL, s.Key); !strings.Contains(strings.Join(logs, "\n"), "queue empty") {
 			t.Errorf("empty round Logs: got %q", logs)
 		}
 	})
