@@ -19,6 +19,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jobs"
 	"github.com/foundry-gateway/gateway/internal/ledger"
 	"github.com/foundry-gateway/gateway/internal/money"
@@ -229,16 +230,17 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		authn.WithOIDC(auth.NewOIDC(c.Identity, &http.Client{Timeout: 15 * time.Second}, nil, log))
 	}
 	deps := handlers.Deps{
-		Log:            log,
-		Auth:           authn,
-		Router:         rtr,
-		Proxy:          px,
-		Usage:          sink,
-		MaxBodyBytes:   c.MaxBodyBytes,
-		Timers:         a.timers,
-		UnderFunctions: c.UnderFunctions,
-		Ready:          st.Ping,
-		Backends:       rtr,
+		Log:             log,
+		Auth:            authn,
+		Router:          rtr,
+		Proxy:           px,
+		Usage:           sink,
+		MaxBodyBytes:    c.MaxBodyBytes,
+		BodyReadTimeout: c.BodyReadTimeout.D(),
+		Timers:          a.timers,
+		UnderFunctions:  c.UnderFunctions,
+		Ready:           st.Ping,
+		Backends:        rtr,
 		Keys: &auth.Admin{Keys: keys, Changed: authn.Forget,
 			KnownModel: func(m string) bool { _, err := rtr.Model(m); return err == nil }},
 		Jobs: js,
@@ -343,7 +345,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, lo
 	}
 	h := a.handler
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.requests.Add(1); h.ServeHTTP(w, r) })
-	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	// net/http's own error answers (431, 501, ...) in the OpenAI shape.
+	ln = httperr.Listener(ln)
+	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: c.MaxHeaderBytes}
 	log.Info("gateway listening", "addr", ln.Addr().String(), "under_functions", c.UnderFunctions,
 		"store", string(c.Store.Kind), "queue", string(c.Queue.Kind), "models", len(c.Models), "backends", len(c.Backends))
 	errc := make(chan error, 1)

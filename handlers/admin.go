@@ -195,8 +195,12 @@ func (g *gateway) audit(c echo.Context, by auth.Principal, what string, k auth.K
 // repeated key is refused: encoding/json would take the last one silently.
 func decodeJSON(c echo.Context, v any) error {
 	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
-	if err != nil {
-		return httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "The request body could not be read (at most 64 KiB).")
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return httperr.New(http.StatusRequestEntityTooLarge, "request_too_large", "The request body is larger than the admin API accepts (64 KiB).")
+	case err != nil:
+		return bodyReadError(c, err)
 	}
 	if err := jsonkey.Check(raw); err != nil {
 		return httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "The request body is not valid: "+err.Error()+"; send each key once.")

@@ -251,7 +251,7 @@ func readBody(c echo.Context, max int64) ([]byte, error) {
 			if errors.As(err, &mbe) {
 				return nil, tooLarge(max)
 			}
-			return nil, httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "Could not read the request body.")
+			return nil, bodyReadError(c, err)
 		}
 	}
 }

@@ -98,6 +98,8 @@ type Deps struct {
 	Proxy        forwarder
 	Usage        UsageSink
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds reading a request body (408 after it); 0 = none.
+	BodyReadTimeout time.Duration
 	// Timers by function name: POST /{name} runs them (payload protocol)
 	// for the Functions host (UnderFunctions) or admin callers (standalone).
 	Timers map[string]Timer
@@ -133,7 +135,7 @@ func New(d Deps) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log)
-	e.Use(requestID, tracing(d.Telemetry), recoverer(d.Log))
+	e.Use(requestID, tracing(d.Telemetry), recoverer(d.Log), bodyDeadline(d.BodyReadTimeout))
 
 	g := &gateway{Deps: d}
 	// Readiness: the Functions host polls GET / until any response arrives.

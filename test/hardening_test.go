@@ -1,12 +1,16 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +110,74 @@ func TestStoreFileErrors(t *testing.T) {
 			t.Errorf("output %q: want the file named and what to do, no panic", out)
 		}
 	})
+}
+
+// rawExchange writes req on a fresh connection (then, if trickle is set,
+// one byte of it every interval) and reads the answer.
+func rawExchange(t *testing.T, addr, req, trickle string, interval time.Duration) *http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for i := 0; i < len(trickle); i++ {
+			time.Sleep(interval)
+			if _, err := c.Write([]byte{trickle[i]}); err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no HTTP answer: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestHTTPEdgeErrors (items 4 and 7): slow bodies time out with 408, and
+// the answers net/http writes itself (431, 501) are OpenAI-shaped.
+func TestHTTPEdgeErrors(t *testing.T) {
+	s := startStack(t, stackOptions{extraTop: "bodyReadTimeout: 1s\nmaxHeaderBytes: 16384"})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	head := "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + s.Key + "\r\nContent-Type: application/json\r\n"
+	tests := []struct {
+		name    string
+		req     string
+		trickle string
+		status  int
+		code    string
+	}{
+		{"slow body", head + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n", body, 408, "request_timeout"},
+		{"huge headers", head + "X-Big: " + strings.Repeat("a", 64<<10) + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body, "", 431, "headers_too_large"},
+		{"gzip transfer encoding", head + "Transfer-Encoding: gzip, chunked\r\n\r\n", "", 501, "unsupported_transfer_encoding"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := rawExchange(t, addr, tt.req, tt.trickle, 300*time.Millisecond)
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, b)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("content-type %q, want JSON", ct)
+			}
+			if e := apiErrorOf(t, b); e.Error.Code != tt.code {
+				t.Errorf("code %q, want %q", e.Error.Code, tt.code)
+			}
+		})
+	}
+	// A normal request on a keep-alive connection still works after the
+	// deadline machinery (the deadline is lifted at the end of the body).
+	status, _, b := jcall(t, http.MethodPost, s.URL+"/openai/v1/chat/completions", s.Key, body, nil)
+	if status != 200 {
+		t.Fatalf("normal request: %d %s", status, b)
+	}
 }
