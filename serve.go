@@ -135,6 +135,15 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	// Warnings and errors also become Application Insights trace items.
 	log = slog.New(telemetry.LogHandler(log.Handler(), tel))
+	// Circuit transitions: an operator signal, logged and counted.
+	rtr.WatchBreakers(func(backend, state string) {
+		if state == "open" {
+			log.Warn("circuit open", "backend", backend, "state", state)
+		} else {
+			log.Info("circuit closed", "backend", backend, "state", state)
+		}
+		tel.TrackMetric("gateway.circuit."+state, 1, telemetry.Trace{}, map[string]string{"backend": backend})
+	})
 	ra := c.Routing.ResponseAffinity
 	aff := route.NewAffinity(tabs[route.AffinityTable], log, route.AffinityOptions{TTL: ra.TTL.D(), CacheSize: ra.CacheSize, WriteBuffer: ra.WriteBuffer})
 	px := proxy.New(rt, log, proxy.Options{

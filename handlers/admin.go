@@ -63,6 +63,7 @@ func (g *gateway) admin(c echo.Context) (auth.Principal, error) {
 	if err != nil {
 		return p, err
 	}
+	c.Set(ctxCaller, p.KeyID) // a refusal's log line names who was refused
 	if !p.Scope.Admin {
 		return p, httperr.Forbidden("admin_forbidden", "This credential does not have the admin scope needed for the gateway admin API.")
 	}
