@@ -38,7 +38,9 @@ func TestCutNonStreamedAnswer(t *testing.T) {
 		if rec.Code != http.StatusBadGateway {
 			t.Fatalf("client got %d %s, want 502", rec.Code, rec.Body)
 		}
-		var e struct{ Error struct{ Code, Message, Type string } }
+		var e struct {
+			Error struct{ Code, Message, Type string }
+		}
 		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code != "backend_cut" {
 			t.Errorf("body %s: want the OpenAI error shape with code backend_cut", rec.Body)
 		}
