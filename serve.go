@@ -18,6 +18,7 @@ import (
 	"github.com/foundry-gateway/gateway/handlers"
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
+	"github.com/foundry-gateway/gateway/internal/callback"
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jobs"
@@ -188,9 +189,18 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	a.queue = q
 	js := jobs.NewStore(tabs[jobs.Table], nil)
+	// Callbacks: public https destinations only unless allowed (issue #16);
+	// the dial-time check refuses what a name re-resolves to.
+	cbPolicy := callback.Policy{Allow: c.Jobs.CallbackAllow, AllowHTTP: c.Jobs.CallbackAllowHTTP,
+		Self: []string{os.Getenv("WEBSITE_HOSTNAME"), c.Listen}}
+	cbClient, err := cbPolicy.Client(10 * time.Second)
+	if err != nil {
+		return nil, err
+	}
 	dr := jobs.NewDrainer(js, q, rtr, px, rtr, log, jobs.DrainOptions{Target: c.Jobs.DrainTarget,
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
-		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal()})
+		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal(),
+		CallbackClient: cbClient, CallbackRetryFor: c.Jobs.CallbackRetryFor.D()})
 	dr.Telemetry = tel
 	keys := auth.NewKeys(tabs[auth.Table], nil)
 	dr.Authorize = func(ctx context.Context, j *jobs.Job) error {
@@ -254,6 +264,11 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 			KnownModel: func(m string) bool { _, err := rtr.Model(m); return err == nil }},
 		Jobs: js,
 		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
+			p := cbPolicy
+			p.Self = append([]string{s.Host}, p.Self...)
+			if err := jobs.CheckCallback(ctx, p, s.CallbackURL); err != nil {
+				return nil, err
+			}
 			return jobs.Submit(ctx, js, q, s)
 		},
 		Quota:     &quota.Gate{L: lim, Counter: tc},
