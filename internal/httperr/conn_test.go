@@ -32,7 +32,9 @@ func TestRewriteCanned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var b struct{ Error struct{ Code, Message, Type string } }
+		var b struct {
+			Error struct{ Code, Message, Type string }
+		}
 		if err := json.NewDecoder(resp.Body).Decode(&b); err != nil || resp.StatusCode != tt.status || b.Error.Code != tt.code ||
 			b.Error.Message == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 			t.Errorf("%q → %d %+v (%v)", tt.in, resp.StatusCode, b, err)
