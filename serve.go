@@ -192,7 +192,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	// Callbacks: public https destinations only unless allowed (issue #16);
 	// the dial-time check refuses what a name re-resolves to.
 	cbPolicy := callback.Policy{Allow: c.Jobs.CallbackAllow, AllowHTTP: c.Jobs.CallbackAllowHTTP,
-		Self: []string{os.Getenv("WEBSITE_HOSTNAME"), c.Listen}}
+		Self: []string{c.PublicHost, c.Listen}}
 	cbClient, err := cbPolicy.Client(10 * time.Second)
 	if err != nil {
 		return nil, err

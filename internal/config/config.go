@@ -126,6 +126,9 @@ type Config struct {
 	// UnderFunctions is true when FUNCTIONS_CUSTOMHANDLER_PORT is set: the
 	// Functions host then calls the timer functions, not us. Derived.
 	UnderFunctions bool `yaml:"-" json:"-"`
+	// PublicHost is the app's public host name (WEBSITE_HOSTNAME, set by
+	// App Service / Functions); job callbacks to it are refused. Derived.
+	PublicHost string `yaml:"-" json:"-"`
 }
 
 // StoreConfig selects and connects the table store.
@@ -473,6 +476,7 @@ func (c *Config) applyDefaults() {
 
 // resolve reads every environment variable the configuration names.
 func (c *Config) resolve(getenv func(string) string) error {
+	c.PublicHost = getenv("WEBSITE_HOSTNAME")
 	if port := getenv(EnvFunctionsPort); port != "" {
 		c.Listen = net.JoinHostPort("127.0.0.1", port)
 		c.UnderFunctions = true
