@@ -35,6 +35,16 @@ func (l listener) Accept() (net.Conn, error) {
 
 type conn struct{ net.Conn }
 
+// CloseWrite passes through, so net/http can half-close before closing
+// (it checks for this method to avoid resetting connections whose client
+// is still sending).
+func (c conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
 // Write rewrites a canned net/http error answer; everything else passes.
 func (c conn) Write(b []byte) (int, error) {
 	if out, ok := rewriteCanned(b); ok {
