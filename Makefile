@@ -11,7 +11,7 @@ GATEWAY_ADDR := 127.0.0.1:8080
 SIM_ADDR  := 127.0.0.1:8081
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit bench tools package funcapp deploy lint clean screenshot ledger-scale
+.PHONY: help build run test test-unit fuzz bench tools package funcapp deploy lint clean screenshot ledger-scale
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,18 @@ test: tools ## run every test: unit, store contract against Azurite, e2e (-race)
 	AZURITE_TABLE_BIN=$(abspath $(AZURITE)) $(GO) test -race -count=1 -timeout 14m ./...
 	@$(GO) test -count=1 -v -run TestContract ./internal/queue/servicebus | grep -E -- '--- (SKIP|PASS|FAIL)|SKIPPED' || true
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/... > /dev/null
+	@$(MAKE) --no-print-directory fuzz
+
+# Fuzz targets (package:function); seed corpora in each package's testdata/fuzz.
+FUZZ_TARGETS := ./internal/openai:FuzzParse ./internal/jsonkey:FuzzCheck ./internal/usage:FuzzStream \
+	./internal/config:FuzzParse ./internal/callback:FuzzCheck
+FUZZTIME ?= 3s
+
+fuzz: ## run each fuzz target for FUZZTIME (default 3s; request parser, duplicate keys, SSE usage, config, callback URLs)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t##*:} $${t%%:*} ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) $${t%%:*} > /tmp/fuzz.$$$$.log 2>&1 || { cat /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; exit 1; }; \
+	done; rm -f /tmp/fuzz.$$$$.log
 
 test-unit: ## unit tests only (no Azurite)
 	$(GO) test -race -count=1 -short ./internal/... ./handlers/...

@@ -24,6 +24,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/blob"
+	"github.com/foundry-gateway/gateway/internal/callback"
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jobs"
@@ -179,6 +180,15 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	// Warnings and errors also become Application Insights trace items.
 	log = slog.New(telemetry.LogHandler(log.Handler(), tel))
+	// Circuit transitions: an operator signal, logged and counted.
+	rtr.WatchBreakers(func(backend, state string) {
+		if state == "open" {
+			log.Warn("circuit open", "backend", backend, "state", state)
+		} else {
+			log.Info("circuit closed", "backend", backend, "state", state)
+		}
+		tel.TrackMetric("gateway.circuit."+state, 1, telemetry.Trace{}, map[string]string{"backend": backend})
+	})
 	ra := c.Routing.ResponseAffinity
 	aff := route.NewAffinity(tabs[route.AffinityTable], log, route.AffinityOptions{TTL: ra.TTL.D(), CacheSize: ra.CacheSize, WriteBuffer: ra.WriteBuffer})
 	px := proxy.New(rt, log, proxy.Options{
@@ -230,6 +240,14 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	claims := claim.New(bodies, c.Jobs.ClaimCheckBytes, func(err error) bool { return errors.Is(err, blob.ErrNotFound) })
 	js := jobs.NewStore(tabs[jobs.Table], nil)
+	// Callbacks: public https destinations only unless allowed (issue #16);
+	// the dial-time check refuses what a name re-resolves to.
+	cbPolicy := callback.Policy{Allow: c.Jobs.CallbackAllow, AllowHTTP: c.Jobs.CallbackAllowHTTP,
+		Self: []string{c.PublicHost, c.Listen}}
+	cbClient, err := cbPolicy.Client(10 * time.Second)
+	if err != nil {
+		return nil, err
+	}
 	sig, sigWorkers, err := drainSignals(c, rtr, tabs[utilization.Table], log)
 	if err != nil {
 		return nil, err
@@ -237,7 +255,8 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	policies := jobPolicies(c)
 	dr := jobs.NewDrainer(js, q, rtr, px, sig, log, jobs.DrainOptions{Policies: policies,
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
-		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal(), ProbeBackoff: c.Jobs.ProbeBackoff.D()})
+		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal(), ProbeBackoff: c.Jobs.ProbeBackoff.D(),
+		CallbackClient: cbClient, CallbackRetryFor: c.Jobs.CallbackRetryFor.D()})
 	dr.Telemetry = tel
 	dr.Claims = claims
 	keys := auth.NewKeys(tabs[auth.Table], nil)
@@ -287,21 +306,28 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		authn.WithOIDC(auth.NewOIDC(c.Identity, &http.Client{Timeout: 15 * time.Second}, nil, log))
 	}
 	deps := handlers.Deps{
-		Log:          log,
-		Auth:         authn,
-		Router:       rtr,
-		Proxy:        px,
-		Usage:        sink,
-		MaxBodyBytes: c.MaxBodyBytes,
-		Timers:       a.timers,
-		Ready:        st.Ping,
-		Backends:     drainStatus{rtr: rtr, sig: sig, policies: policies},
+		Log:             log,
+		Auth:            authn,
+		Router:          rtr,
+		Proxy:           px,
+		Usage:           sink,
+		MaxBodyBytes:    c.MaxBodyBytes,
+		BodyReadTimeout: c.BodyReadTimeout.D(),
+		Timers:          a.timers,
+		UnderFunctions:  c.UnderFunctions,
+		Ready:           st.Ping,
+		Backends:        drainStatus{rtr: rtr, sig: sig, policies: policies},
 		Keys: &auth.Admin{Keys: keys, Changed: authn.Forget,
 			KnownModel: func(m string) bool { _, err := rtr.Model(m); return err == nil }},
 		Jobs: js,
 		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
 			if len(policies[s.Req.Model].Targets) == 0 {
 				return nil, httperr.BadRequest("jobs_not_allowed", "Model "+s.Req.Model+" has no deployment that may run low-priority jobs (models."+s.Req.Model+".jobs: targets, or spillToPaygo for a pay-as-you-go only model).")
+			}
+			p := cbPolicy
+			p.Self = append([]string{s.Host}, p.Self...)
+			if err := jobs.CheckCallback(ctx, p, s.CallbackURL); err != nil {
+				return nil, err
 			}
 			return jobs.Submit(ctx, js, claim.Sender{Queue: q, Check: claims}, s)
 		},
@@ -546,7 +572,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, lo
 	}
 	h := a.handler
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.requests.Add(1); h.ServeHTTP(w, r) })
-	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	// net/http's own error answers (431, 501, ...) in the OpenAI shape.
+	ln = httperr.Listener(ln)
+	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: c.MaxHeaderBytes}
 	log.Info("gateway listening", "addr", ln.Addr().String(), "under_functions", c.UnderFunctions,
 		"store", string(c.Store.Kind), "queue", string(c.Queue.Kind), "blob", string(c.Blob.Kind), "models", len(c.Models), "backends", len(c.Backends))
 	errc := make(chan error, 1)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/httperr"
+	"github.com/foundry-gateway/gateway/internal/jsonkey"
 	"github.com/foundry-gateway/gateway/internal/route"
 )
 
@@ -61,6 +63,7 @@ func (g *gateway) admin(c echo.Context) (auth.Principal, error) {
 	if err != nil {
 		return p, err
 	}
+	c.Set(ctxCaller, p.KeyID) // a refusal's log line names who was refused
 	if !p.Scope.Admin {
 		return p, httperr.Forbidden("admin_forbidden", "This credential does not have the admin scope needed for the gateway admin API.")
 	}
@@ -189,9 +192,21 @@ func (g *gateway) audit(c echo.Context, by auth.Principal, what string, k auth.K
 		"key_id", k.ID, "team", k.Team, "app", k.App}, kv...)...)
 }
 
-// decodeJSON reads a small JSON body strictly; an empty body is {}.
+// decodeJSON reads a small JSON body strictly; an empty body is {}. A
+// repeated key is refused: encoding/json would take the last one silently.
 func decodeJSON(c echo.Context, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return httperr.New(http.StatusRequestEntityTooLarge, "request_too_large", "The request body is larger than the admin API accepts (64 KiB).")
+	case err != nil:
+		return bodyReadError(c, err)
+	}
+	if err := jsonkey.Check(raw); err != nil {
+		return httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "The request body is not valid: "+err.Error()+"; send each key once.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		return httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "The request body is not valid: "+err.Error())

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -33,18 +35,57 @@ type timerInfo struct {
 	IsPastDue bool `json:"IsPastDue"`
 }
 
-// invocation serves POST /{name} for a timer function; requests that came
-// through the host's HTTP proxy (clients) get 404. A failure answers
-// 500 with the logs, which fails the invocation in the host (it will run
-// again on the next tick); the body is always valid JSON.
+// timer serves POST /{name} for a timer function, to the Functions host
+// only (under Functions) or to admin callers (standalone, where the gateway
+// runs its timers itself and the route is only a manual trigger).
+//
+// Under Functions the host invokes a timer over loopback to
+// FUNCTIONS_CUSTOMHANDLER_PORT with X-Azure-Functions-InvocationId (source:
+// azure-functions-host src/WebJobs.Script/Workers/Http/HttpWorkerConstants.cs,
+// DefaultHttpWorkerService). Client requests reach the same port through
+// the host's HTTP proxy, also from loopback and also with that header
+// (the proxy overwrites it), but the proxy always adds x-ms-invocation-id,
+// which a client cannot remove. So a timer call is: from a loopback
+// address, with X-Azure-Functions-InvocationId, without x-ms-invocation-id.
+// Anything else gets the 404 of an unknown route.
+func (g *gateway) timer(name string, fn Timer) echo.HandlerFunc {
+	run := invocation(g.Log, name, fn)
+	return func(c echo.Context) error {
+		r := c.Request()
+		if g.UnderFunctions {
+			if !fromFunctionsHost(r) {
+				return httperr.NotFound("404", "Resource not found: "+r.Method+" "+r.URL.Path)
+			}
+			return run(c)
+		}
+		p, err := g.admin(c)
+		if err != nil {
+			return err
+		}
+		c.Set(ctxCaller, p.KeyID)
+		return run(c)
+	}
+}
+
+// fromFunctionsHost reports whether r is the host's own payload-protocol
+// invocation (see timer).
+func fromFunctionsHost(r *http.Request) bool {
+	if r.Header.Get("X-Ms-Invocation-Id") != "" || r.Header.Get("X-Azure-Functions-InvocationId") == "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// invocation runs a timer function over the payload protocol. A failure
+// answers 500 with the logs, which fails the invocation in the host (it
+// will run again on the next tick); the body is always valid JSON.
 func invocation(log *slog.Logger, name string, fn Timer) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if c.Request().Header.Get("X-Ms-Invocation-Id") != "" {
-			// Proxied through the host's HTTP function (its proxy adds this
-			// header; timer invocations do not carry it): a client, not the
-			// host. Timers are not a client endpoint.
-			return httperr.NotFound("404", "Resource not found: "+c.Request().Method+" "+c.Request().URL.Path)
-		}
 		start := time.Now()
 		body, err := io.ReadAll(io.LimitReader(c.Request().Body, 1<<20))
 		var req invocationRequest

@@ -175,7 +175,7 @@ func (g *gateway) submit(c echo.Context, p auth.Principal, req openai.Request, b
 			Msg: "Streaming cannot be combined with Prefer: respond-async; poll the job for the result instead."}
 	}
 	j, err := g.Submit(c.Request().Context(), jobs.Submission{KeyID: p.KeyID, Team: p.Team, App: p.App, Regions: p.Scope.Regions, Req: req, Body: body,
-		RawQuery: c.Request().URL.RawQuery, CallbackURL: c.Request().Header.Get("X-Gateway-Callback-Url"),
+		RawQuery: c.Request().URL.RawQuery, CallbackURL: c.Request().Header.Get("X-Gateway-Callback-Url"), Host: c.Request().Host,
 		Traceparent: tr.Traceparent()})
 	if err != nil {
 		return err
@@ -251,7 +251,7 @@ func readBody(c echo.Context, max int64) ([]byte, error) {
 			if errors.As(err, &mbe) {
 				return nil, tooLarge(max)
 			}
-			return nil, httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "Could not read the request body.")
+			return nil, bodyReadError(c, err)
 		}
 	}
 }

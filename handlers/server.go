@@ -98,8 +98,13 @@ type Deps struct {
 	Proxy        forwarder
 	Usage        UsageSink
 	MaxBodyBytes int64
-	// Timers by function name: POST /{name} runs them (payload protocol).
+	// BodyReadTimeout bounds reading a request body (408 after it); 0 = none.
+	BodyReadTimeout time.Duration
+	// Timers by function name: POST /{name} runs them (payload protocol)
+	// for the Functions host (UnderFunctions) or admin callers (standalone).
 	Timers map[string]Timer
+	// UnderFunctions is true when the Functions host runs the gateway.
+	UnderFunctions bool
 	// Ready reports whether dependencies (the store) are reachable.
 	Ready func(ctx context.Context) error
 	// Backends, when set, serves GET /admin/backends to admins.
@@ -130,7 +135,7 @@ func New(d Deps) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log)
-	e.Use(requestID, tracing(d.Telemetry), recoverer(d.Log))
+	e.Use(requestID, tracing(d.Telemetry), recoverer(d.Log), bodyDeadline(d.BodyReadTimeout))
 
 	g := &gateway{Deps: d}
 	// Readiness: the Functions host polls GET / until any response arrives.
@@ -152,7 +157,7 @@ func New(d Deps) http.Handler {
 	g.registerAdmin(e)
 	g.registerJobs(e)
 	for name, fn := range d.Timers {
-		e.POST("/"+name, invocation(d.Log, name, fn))
+		e.POST("/"+name, g.timer(name, fn))
 	}
 	return e
 }

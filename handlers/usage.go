@@ -8,12 +8,17 @@ import (
 )
 
 // LogUsage writes one structured log line per completed call: the request
-// log, with tokens. It never logs prompt or completion text.
+// log, with tokens, at ERROR for 5xx answers. It never logs prompt or
+// completion text.
 type LogUsage struct{ Log *slog.Logger }
 
 // Record implements [UsageSink].
 func (l LogUsage) Record(ctx context.Context, e Event) {
-	l.Log.LogAttrs(ctx, slog.LevelInfo, "request",
+	lvl := slog.LevelInfo
+	if e.Status >= 500 {
+		lvl = slog.LevelError // 5xx answers are an operator signal (README, Logs)
+	}
+	l.Log.LogAttrs(ctx, lvl, "request",
 		slog.String("request_id", e.RequestID), slog.String("trace_id", e.TraceID), slog.String("key_id", e.KeyID),
 		slog.String("team", e.Team), slog.String("app", e.App), slog.String("model", e.Model),
 		slog.String("op", e.Op), slog.String("class", e.Class), slog.String("backend", e.Backend), slog.String("deployment", e.Deployment),

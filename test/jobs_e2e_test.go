@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,9 +198,9 @@ func checkResult(t testing.TB, j jobJSON) {
 }
 
 // drainPayload runs one drain round over the Functions payload protocol.
-func drainPayload(t testing.TB, base string) (logs []string) {
+func drainPayload(t testing.TB, base, key string) (logs []string) {
 	t.Helper()
-	code, h, b := jcall(t, http.MethodPost, base+"/drain", "", `{"Data":{"tick":{"IsPastDue":false}},"Metadata":{}}`, nil)
+	code, h, b := jcall(t, http.MethodPost, base+"/drain", key, `{"Data":{"tick":{"IsPastDue":false}},"Metadata":{}}`, nil)
 	if code/100 != 2 || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
 		t.Fatalf("POST /drain: got %d %q %s", code, h.Get("Content-Type"), b)
 	}
@@ -231,7 +232,8 @@ func TestJobsAPI(t *testing.T) {
 		}))
 		defer cb.Close()
 		s := startStack(t, stackOptions{
-			extraTop:  "timers: { drain: 200ms }\njobs: { callbackSecretEnv: CB_SECRET }",
+			// Dev mode: the test's receiver listens on loopback.
+			extraTop:  "timers: { drain: 200ms }\njobs: { callbackSecretEnv: CB_SECRET, callbackAllow: [127.0.0.1/32], callbackAllowHTTP: true }",
 			env:       []string{"CB_SECRET=" + secret},
 			extraKeys: [][]string{{"--team", "sales", "--app", "other"}},
 		})
@@ -262,10 +264,16 @@ func TestJobsAPI(t *testing.T) {
 		}
 		select {
 		case h := <-hits:
+			// What a receiver does (README, Callbacks): t=<unix>,v1=<hex
+			// HMAC-SHA256 of "<t>.<body>">, and a recent t.
+			ts, sig, _ := strings.Cut(h.sig, ",v1=")
+			ts = strings.TrimPrefix(ts, "t=")
 			mac := hmac.New(sha256.New, []byte(secret))
+			mac.Write([]byte(ts + "."))
 			mac.Write(h.body)
-			if want := "sha256=" + hex.EncodeToString(mac.Sum(nil)); h.sig != want {
-				t.Errorf("callback signature: got %q, want %q", h.sig, want)
+			sec, err := strconv.ParseInt(ts, 10, 64)
+			if want := hex.EncodeToString(mac.Sum(nil)); sig != want || err != nil || time.Since(time.Unix(sec, 0)).Abs() > time.Minute {
+				t.Errorf("callback signature: got %q, want t=<now>,v1=%s", h.sig, want)
 			}
 			var c struct{ ID, Status, Location string }
 			if err := json.Unmarshal(h.body, &c); err != nil || c.ID != j.ID || c.Status != "succeeded" || c.Location != "/jobs/"+j.ID {
@@ -283,6 +291,15 @@ func TestJobsAPI(t *testing.T) {
 				t.Fatalf("callback_state: got %q, want delivered", g.CallbackSt)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+		// Non-public callback destinations are refused at submission
+		// (only 127.0.0.1 is allowed here), with nothing about what listens there.
+		for _, u := range []string{"http://169.254.169.254/metadata", "http://10.0.0.1/x", "http://[::1]:8080/drain", "https://100.64.0.1/"} {
+			code, _, b := jcall(t, http.MethodPost, s.URL+"/openai/v1/chat/completions", s.Key, chatBody("x"),
+				map[string]string{"Prefer": "respond-async", "X-Gateway-Callback-Url": u})
+			if code != http.StatusBadRequest || !strings.Contains(string(b), `"invalid_callback"`) {
+				t.Errorf("callback %s: got %d %s, want 400 invalid_callback", u, code, b)
+			}
 		}
 		// Streaming and async do not mix.
 		code, _, b := jcall(t, http.MethodPost, s.URL+"/openai/v1/chat/completions", s.Key,
@@ -303,7 +320,7 @@ func TestJobsAPI(t *testing.T) {
 		if code != http.StatusOK || j.Status != "cancelled" {
 			t.Fatalf("DELETE: got %d %s, want 200 cancelled", code, b)
 		}
-		logs := drainPayload(t, s.URL)
+		logs := drainPayload(t, s.URL, s.Key)
 		if len(logs) == 0 || !strings.Contains(strings.Join(logs, "\n"), "received 2, succeeded 1") {
 			t.Errorf("drain Logs: got %q, want the round reported (received 2, succeeded 1)", logs)
 		}
@@ -323,7 +340,7 @@ func TestJobsAPI(t *testing.T) {
 			}
 		}
 		// An empty queue still answers the host.
-		if logs := drainPayload(t, s.URL); !strings.Contains(strings.Join(logs, "\n"), "queue empty") {
+		if logs := drainPayload(t, s.URL, s.Key); !strings.Contains(strings.Join(logs, "\n"), "queue empty") {
 			t.Errorf("empty round Logs: got %q", logs)
 		}
 	})

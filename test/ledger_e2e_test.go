@@ -127,7 +127,7 @@ func TestLedgerMatchesSimulator(t *testing.T) {
 	// The rollup timer through the Functions payload protocol, twice: the
 	// same UsageDaily rows, with the same totals as the live report.
 	for i := 0; i < 2; i++ {
-		resp := post(t, context.Background(), s.URL+"/rollup", "",
+		resp := post(t, context.Background(), s.URL+"/rollup", s.Keys["finance"], // standalone: an admin caller
 			`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"rollup"}}}`, nil)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -116,6 +116,7 @@ func LooksLikeJWT(s string) bool {
 func (o *OIDC) Authenticate(ctx context.Context, token string) (Principal, error) {
 	claims, is, err := o.verify(ctx, token)
 	if err != nil {
+		o.refused(ctx, token, err)
 		if errors.Is(err, ErrIdPUnavailable) {
 			return Principal{}, httperr.Wrap(err, http.StatusServiceUnavailable, "identity_provider_unavailable",
 				"The gateway cannot fetch the token issuer's signing keys right now. Retry shortly.")
@@ -128,6 +129,7 @@ func (o *OIDC) Authenticate(ctx context.Context, token string) (Principal, error
 		subject = stringClaim(claims, "oid")
 	}
 	if subject == "" {
+		o.refused(ctx, token, fmt.Errorf("%w: no sub or oid claim", ErrBadToken))
 		return Principal{}, httperr.Wrap(fmt.Errorf("%w: no sub or oid claim", ErrBadToken), http.StatusUnauthorized,
 			"invalid_token", "Access denied: the bearer token has no subject.")
 	}
@@ -146,8 +148,56 @@ func (o *OIDC) Authenticate(ctx context.Context, token string) (Principal, error
 		}
 		return Principal{KeyID: "jwt:" + is.host + ":" + keySafe(subject), Team: r.Team, App: app, Scope: r.Scope}, nil
 	}
+	o.refused(ctx, token, ErrUnmapped)
 	return Principal{}, httperr.Wrap(fmt.Errorf("%w (iss %q, sub %q)", ErrUnmapped, is.iss, subject), http.StatusForbidden,
 		"unmapped_identity", "The bearer token is valid but its identity is not mapped to a team and app on this gateway. Ask the gateway operators to add an identity rule.")
+}
+
+// refused logs why a token was refused, with the issuer and subject it
+// claims (unverified: read without checking the signature, and labelled
+// so), never the token itself.
+func (o *OIDC) refused(ctx context.Context, token string, err error) {
+	var iss, sub string
+	if c, _, perr := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{}); perr == nil {
+		if mc, ok := c.Claims.(jwt.MapClaims); ok {
+			iss, sub = truncate(stringClaim(mc, "iss")), truncate(stringClaim(mc, "sub"))
+			if sub == "" {
+				sub = truncate(stringClaim(mc, "oid"))
+			}
+		}
+	}
+	o.log.LogAttrs(ctx, slog.LevelWarn, "token refused", slog.String("reason", refusalReason(err)),
+		slog.String("issuer", iss), slog.String("subject", sub), slog.String("error", err.Error()))
+}
+
+// refusalReason names the failed check: expired, not_yet_valid, audience,
+// issuer, signature, unknown_kid, malformed, no_subject, unmapped, idp_unavailable.
+func refusalReason(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, ErrIdPUnavailable):
+		return "idp_unavailable"
+	case errors.Is(err, ErrUnmapped):
+		return "unmapped"
+	case errors.Is(err, jwt.ErrTokenExpired) || strings.Contains(msg, "token is expired"):
+		return "expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet) || strings.Contains(msg, "token is not valid yet") || strings.Contains(msg, "used before issued"):
+		return "not_yet_valid"
+	case strings.Contains(msg, "unknown key id"):
+		return "unknown_kid"
+	case strings.Contains(msg, "untrusted issuer"):
+		return "issuer"
+	case strings.Contains(msg, "audience"):
+		return "audience"
+	case strings.Contains(msg, "signature is invalid") || strings.Contains(msg, "signing method") || strings.Contains(msg, "does not fit key"):
+		return "signature"
+	case strings.Contains(msg, "no sub or oid"):
+		return "no_subject"
+	case strings.Contains(msg, "exp claim is required") || strings.Contains(msg, "token is missing"):
+		return "expired" // no expiry: refused like an expired token
+	default:
+		return "malformed"
+	}
 }
 
 // verify checks shape, alg, signature, issuer, audience, exp and nbf.

@@ -536,3 +536,48 @@ func TestAuthenticatorWithOIDC(t *testing.T) {
 		})
 	}
 }
+
+// TestOIDCRefusalLogs (issue #16 item 8): every refused token logs the
+// failed check and the issuer and subject it claims, never the token.
+func TestOIDCRefusalLogs(t *testing.T) {
+	k := testKeys()
+	rs := jwt.SigningMethodRS256
+	tests := []struct {
+		name   string
+		token  func(f *oidcFixture) string
+		reason string
+	}{
+		{"expired", func(f *oidcFixture) string {
+			return sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["exp"] = f.clock.Now().Add(-2 * time.Minute).Unix() }))
+		}, "expired"},
+		{"audience", func(f *oidcFixture) string {
+			return sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["aud"] = "api://someone-else" }))
+		}, "audience"},
+		{"issuer", func(f *oidcFixture) string {
+			return sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["iss"] = "https://evil.example/" }))
+		}, "issuer"},
+		{"signature", func(f *oidcFixture) string {
+			p := strings.Split(sign(t, rs, k.rsa1, "rsa1", f.claims(nil)), ".")
+			return p[0] + "." + p[1] + "." + flipFirst(p[2])
+		}, "signature"},
+		{"unknown kid", func(f *oidcFixture) string { return sign(t, rs, k.rsa1, "nope", f.claims(nil)) }, "unknown_kid"},
+		{"unmapped", func(f *oidcFixture) string {
+			return sign(t, rs, k.rsa1, "rsa1", f.claims(func(c jwt.MapClaims) { c["roles"] = []string{"Other"} }))
+		}, "unmapped"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newOIDCFixture(t)
+			tok := tt.token(f)
+			if _, err := f.o.Authenticate(context.Background(), tok); err == nil {
+				t.Fatal("token accepted")
+			}
+			logs := f.logs.String()
+			if !strings.Contains(logs, "token refused") || !strings.Contains(logs, "reason="+tt.reason) ||
+				!strings.Contains(logs, "subject=sub-123") || !strings.Contains(logs, "issuer=") {
+				t.Errorf("logs %q: want a 'token refused' line with reason=%s, the issuer and subject", logs, tt.reason)
+			}
+			noTokenLeak(t, logs, tok)
+		})
+	}
+}

@@ -92,6 +92,12 @@ type Config struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// MaxBodyBytes caps client request bodies (413 above). Default 16 MiB.
 	MaxBodyBytes int64 `yaml:"maxBodyBytes" json:"maxBodyBytes"`
+	// BodyReadTimeout bounds reading a client's request body, so a client
+	// trickling bytes cannot hold a connection (408 after it). Default 30s.
+	BodyReadTimeout Duration `yaml:"bodyReadTimeout" json:"bodyReadTimeout"`
+	// MaxHeaderBytes caps a request's header block (431 above it).
+	// Default 64 KiB (JWT bearer tokens fit several times over).
+	MaxHeaderBytes int `yaml:"maxHeaderBytes" json:"maxHeaderBytes"`
 	// Store holds keys, counters, usage and jobs.
 	Store StoreConfig `yaml:"store" json:"store"`
 	// Queue holds low-priority requests.
@@ -132,6 +138,9 @@ type Config struct {
 	// UnderFunctions is true when FUNCTIONS_CUSTOMHANDLER_PORT is set: the
 	// Functions host then calls the timer functions, not us. Derived.
 	UnderFunctions bool `yaml:"-" json:"-"`
+	// PublicHost is the app's public host name (WEBSITE_HOSTNAME, set by
+	// App Service / Functions); job callbacks to it are refused. Derived.
+	PublicHost string `yaml:"-" json:"-"`
 }
 
 // StoreConfig selects and connects the table store.
@@ -473,6 +482,12 @@ func (c *Config) applyDefaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = Duration(30 * time.Second)
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 16 << 20
 	}
@@ -582,6 +597,7 @@ func (c *Config) applyDefaults() {
 
 // resolve reads every environment variable the configuration names.
 func (c *Config) resolve(getenv func(string) string) error {
+	c.PublicHost = getenv("WEBSITE_HOSTNAME")
 	if port := getenv(EnvFunctionsPort); port != "" {
 		c.Listen = net.JoinHostPort("127.0.0.1", port)
 		c.UnderFunctions = true
@@ -671,6 +687,12 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.BodyReadTimeout < Duration(time.Second) {
+		bad("bodyReadTimeout %v: must be at least 1s", c.BodyReadTimeout.D())
+	}
+	if c.MaxHeaderBytes < 4096 {
+		bad("maxHeaderBytes %d: must be at least 4096", c.MaxHeaderBytes)
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("maxBodyBytes %d: must be at least 1024", c.MaxBodyBytes)

@@ -67,6 +67,8 @@ models: {m: {targets: [{backend: b}, {backend: s, weight: 3}]}}
 	}{
 		{"listen", c.Listen, "127.0.0.1:8080"},
 		{"maxBody", c.MaxBodyBytes, int64(16 << 20)},
+		{"bodyReadTimeout", c.BodyReadTimeout.D(), 30 * time.Second},
+		{"maxHeaderBytes", c.MaxHeaderBytes, 64 << 10},
 		{"store", c.Store.Kind, StoreEmbedded},
 		{"queue", c.Queue.Kind, QueueEmbedded},
 		{"queue name", c.Queue.Name, "lowpri"},

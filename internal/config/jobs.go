@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -24,7 +25,8 @@ type JobsConfig struct {
 	// MaxAttempts before a job fails on transient backend errors. Default 5.
 	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts"`
 	// CallbackSecretEnv names the environment variable holding the key
-	// that signs callbacks (HMAC-SHA256 in X-Gateway-Signature). Empty: callbacks are unsigned.
+	// that signs callbacks (X-Gateway-Signature: t=<unix>,v1=<HMAC-SHA256 of
+	// "<t>.<body>">). Empty: callbacks are unsigned.
 	CallbackSecretEnv string `yaml:"callbackSecretEnv" json:"callbackSecretEnv"`
 	// ClaimCheckBytes: a job request body larger than this is stored in the
 	// blob store (container BodyContainer) and the queue message carries a
@@ -43,6 +45,16 @@ type JobsConfig struct {
 	ProbeBackoff Duration `yaml:"probeBackoff" json:"probeBackoff"`
 	// Signals are where the drain learns how busy each deployment is.
 	Signals SignalsConfig `yaml:"signals" json:"signals"`
+	// CallbackAllow lists hosts and networks (CIDR) callbacks may reach
+	// although they are not public (loopback, private, link-local, CGNAT,
+	// ULA, ...). Empty: public addresses only.
+	CallbackAllow []string `yaml:"callbackAllow" json:"callbackAllow"`
+	// CallbackAllowHTTP permits http:// callback URLs (dev mode, with
+	// callbackAllow: [127.0.0.1/32]). Default false: https only.
+	CallbackAllowHTTP bool `yaml:"callbackAllowHTTP" json:"callbackAllowHTTP"`
+	// CallbackRetryFor is how long a callback is retried (queue-backed,
+	// exponential backoff with jitter, up to 1h apart). Default 24h.
+	CallbackRetryFor Duration `yaml:"callbackRetryFor" json:"callbackRetryFor"`
 
 	// CallbackSecret is resolved by Load.
 	CallbackSecret Secret `yaml:"-" json:"-"`
@@ -159,6 +171,9 @@ func (j *JobsConfig) applyDefaults() {
 	if m.Auth == "" {
 		m.Auth = MetricsAuthManagedIdentity
 	}
+	if j.CallbackRetryFor == 0 {
+		j.CallbackRetryFor = Duration(24 * time.Hour)
+	}
 }
 
 // DefaultClaimCheckBytes is the default jobs.claimCheckBytes (192 KiB).
@@ -183,6 +198,16 @@ func (j *JobsConfig) validate() []error {
 	var errs []error
 	if j.DrainTarget <= 0 || j.DrainTarget > 1 {
 		errs = append(errs, fmt.Errorf("jobs.drainTarget %v: want a share in (0, 1]", j.DrainTarget))
+	}
+	for _, a := range j.CallbackAllow {
+		if strings.Contains(a, "/") {
+			if _, err := netip.ParsePrefix(strings.TrimSpace(a)); err != nil {
+				errs = append(errs, fmt.Errorf("jobs.callbackAllow %q: %w", a, err))
+			}
+		}
+	}
+	if j.CallbackRetryFor < 0 {
+		errs = append(errs, errors.New("jobs.callbackRetryFor must not be negative"))
 	}
 	if j.MaxPerRound < 0 || j.Concurrency < 0 || j.MaxAttempts < 0 {
 		errs = append(errs, errors.New("jobs: maxPerRound, concurrency and maxAttempts must not be negative"))

@@ -3,13 +3,12 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/foundry-gateway/gateway/internal/callback"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/proxy"
@@ -32,8 +32,10 @@ type sender interface {
 	Send(ctx context.Context, m queue.Outgoing) error
 }
 
-// consumer is what a drain round needs from the queue.
+// consumer is what a drain round needs from the queue (Send queues
+// callback deliveries).
 type consumer interface {
+	Send(ctx context.Context, m queue.Outgoing) error
 	Receive(ctx context.Context, max int, wait time.Duration) ([]*queue.Message, error)
 	Complete(ctx context.Context, m *queue.Message) error
 	Reschedule(ctx context.Context, m *queue.Message, at time.Time) error
@@ -79,6 +81,24 @@ type Submission struct {
 	RawQuery    string
 	CallbackURL string
 	Traceparent string
+	// Host is the Host the request came in on: the gateway itself, which
+	// a callback must not call.
+	Host string
+}
+
+// CheckCallback checks a callback URL before Submit (see
+// [callback.Policy.Check]); a refusal is a 400 invalid_callback that says
+// why but nothing about what listens there.
+func CheckCallback(ctx context.Context, p callback.Policy, raw string) error {
+	if raw == "" {
+		return nil
+	}
+	if err := p.Check(ctx, raw, nil); err != nil {
+		return httperr.Wrap(err, http.StatusBadRequest, "invalid_callback",
+			"The callback URL is refused: "+strings.TrimPrefix(err.Error(), callback.ErrRefused.Error()+": ")+
+				". Callbacks go to public https URLs; operators can allow other hosts with jobs.callbackAllow.")
+	}
+	return nil
 }
 
 // Submit records a queued job and enqueues its request. If the queue
@@ -145,8 +165,12 @@ type DrainOptions struct {
 	ProbeBackoff time.Duration
 	// CallbackSecret signs callbacks (HMAC-SHA256); empty sends none signed.
 	CallbackSecret string
-	// CallbackClient sends callbacks. Default: 10 s timeout.
+	// CallbackClient sends callbacks. Default: public addresses only,
+	// checked at dial time ([callback.Policy.Client]), 10 s timeout.
 	CallbackClient *http.Client
+	// CallbackRetryFor is how long a failing callback is retried, through
+	// the queue with exponential backoff and jitter. Default 24h.
+	CallbackRetryFor time.Duration
 }
 
 // Drainer runs queued jobs.
@@ -209,7 +233,10 @@ func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, loads Loa
 		opt.ProbeBackoff = 5 * time.Second
 	}
 	if opt.CallbackClient == nil {
-		opt.CallbackClient = &http.Client{Timeout: 10 * time.Second}
+		opt.CallbackClient, _ = callback.Policy{}.Client(10 * time.Second)
+	}
+	if opt.CallbackRetryFor <= 0 {
+		opt.CallbackRetryFor = 24 * time.Hour
 	}
 	return &Drainer{st: st, q: q, models: models, fwd: fwd, loads: loads, log: log, opt: opt, now: st.now,
 		cooling: map[utilization.Key]time.Time{}, probes: map[utilization.Key]*probeState{}}
@@ -476,6 +503,15 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 		}
 		st.Received++
 		m := msgs[0]
+		if m.Properties["kind"] == kindCallback {
+			// A callback delivery needs no deployment: never held back by a busy pool.
+			outcome, err := d.deliver(ctx, m)
+			count(outcome)
+			if err != nil {
+				d.log.Warn("drain: callback", "job", m.ID, "error", err)
+			}
+			continue
+		}
 		j, model, outcome, err := d.prepare(ctx, m)
 		if j == nil {
 			count(outcome)
@@ -698,15 +734,20 @@ func (d *Drainer) finish(ctx context.Context, m *queue.Message, j *Job, status S
 	if err != nil {
 		return "skipped", err
 	}
+	if applied && stored.CallbackURL != "" {
+		// Queue the callback before completing the job's message: a crash
+		// in between redelivers the job, which queues the same callback
+		// message again (same id: a duplicate the queue drops).
+		if err := d.queueCallback(ctx, stored); err != nil {
+			return "skipped", err // the lock expires; the finished job is redelivered
+		}
+	}
 	if err := d.q.Complete(ctx, m); err != nil && !errors.Is(err, queue.ErrLockLost) {
 		return string(status), err
 	}
 	// The job is terminal in its row, so a redelivery completes without
 	// reading the body: the blob can go now.
 	d.release(ctx, m)
-	if applied && stored.CallbackURL != "" {
-		d.callback(ctx, stored)
-	}
 	if !applied {
 		return "skipped", nil
 	}
@@ -801,54 +842,110 @@ type Callback struct {
 	Location string `json:"location"`
 }
 
-// SignatureHeader carries "sha256=<hex HMAC-SHA256 of the body>".
-const SignatureHeader = "X-Gateway-Signature"
+// SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of
+// "<t>.<body>">" (see [callback.Sign]).
+const SignatureHeader = callback.SignatureHeader
 
-// Sign returns the signature header value for body.
-func Sign(secret string, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+// kindCallback marks a queue message that delivers a job's callback.
+const kindCallback = "callback"
+
+// queueCallback queues the delivery of j's callback, due now.
+func (d *Drainer) queueCallback(ctx context.Context, j *Job) error {
+	if err := d.q.Send(ctx, queue.Outgoing{ID: "cb-" + j.ID, Properties: map[string]string{
+		"kind": kindCallback, "key": j.KeyID, "job": j.ID}}); err != nil {
+		return err
+	}
+	_, _, err := d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool {
+		if j.CallbackState != "" {
+			return false
+		}
+		j.CallbackState = "pending"
+		return true
+	})
+	return err
 }
 
-// callback notifies the job's URL, retrying a few times. The result is
-// already stored, so a failed callback loses nothing: the state is recorded
-// on the job and the client can still poll.
-func (d *Drainer) callback(ctx context.Context, j *Job) {
-	body, _ := json.Marshal(Callback{ID: j.ID, Status: j.Status, ResultStatus: j.ResultStatus, Error: j.Error, Location: "/jobs/" + j.ID})
-	state := ""
-	for try := 0; try < 3; try++ {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				state = "failed: " + ctx.Err().Error()
-				try = 3
-				continue
-			case <-time.After(time.Duration(try) * 500 * time.Millisecond):
-			}
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.CallbackURL, bytes.NewReader(body))
-		if err != nil {
-			state = "failed: " + err.Error()
-			break
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if d.opt.CallbackSecret != "" {
-			req.Header.Set(SignatureHeader, Sign(d.opt.CallbackSecret, body))
-		}
-		resp, err := d.opt.CallbackClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode < 300 {
-				state = "delivered"
-				break
-			}
-			state = "failed: status " + strconv.Itoa(resp.StatusCode)
-		} else {
-			state = "failed: " + strings.TrimSpace(err.Error())
-		}
+// callbackBackoff is the wait after the n-th failed delivery: 30 s
+// doubling up to 1 h, with ±50% jitter so many callbacks to one receiver
+// that failed together do not retry together.
+func callbackBackoff(n int, jitter float64) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
 	}
-	_, _, _ = d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool { j.CallbackState = state; return true })
+	d = min(d, time.Hour)
+	return time.Duration(float64(d) * (0.5 + jitter))
+}
+
+// deliver sends one job's callback (a callback queue message). A failure
+// is rescheduled with backoff until CallbackRetryFor has passed since the
+// job finished; the state on the job says where delivery stands, with the
+// receiver's HTTP status at most, never a connection error's text (which
+// would map what listens where).
+func (d *Drainer) deliver(ctx context.Context, m *queue.Message) (string, error) {
+	j, err := d.st.Get(ctx, m.Properties["key"], m.Properties["job"])
+	if errors.Is(err, ErrNotFound) {
+		return "skipped", d.q.Complete(ctx, m)
+	}
+	if err != nil {
+		return "skipped", err
+	}
+	body, _ := json.Marshal(Callback{ID: j.ID, Status: j.Status, ResultStatus: j.ResultStatus, Error: j.Error, Location: "/jobs/" + j.ID})
+	outcome := d.post(ctx, j.CallbackURL, body)
+	n := m.DeliveryCount
+	var state string
+	switch {
+	case outcome == "":
+		state = "delivered"
+		if n > 1 {
+			state = "delivered after " + strconv.Itoa(n) + " attempts"
+		}
+	case d.now().Sub(m.EnqueuedAt) >= d.opt.CallbackRetryFor:
+		state = fmt.Sprintf("failed: not accepted after %d attempts over %v (last: %s)", n,
+			d.now().Sub(m.EnqueuedAt).Round(time.Minute), outcome)
+	default:
+		next := d.now().Add(callbackBackoff(n, rand.Float64())).UTC().Truncate(time.Second)
+		if err := d.q.Reschedule(ctx, m, next); err != nil {
+			return "skipped", err
+		}
+		state = fmt.Sprintf("retrying: attempt %d failed (%s); next at %s", n, outcome, next.Format(time.RFC3339))
+		_, _, _ = d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool { j.CallbackState = state; return true })
+		return "rescheduled", nil
+	}
+	if _, _, err := d.st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool { j.CallbackState = state; return true }); err != nil {
+		return "skipped", err
+	}
+	if strings.HasPrefix(state, "failed") {
+		d.log.Warn("job callback given up", "job", j.ID, "attempts", n, "last", outcome)
+	}
+	return "succeeded", d.q.Complete(ctx, m)
+}
+
+// post sends a callback once: "" when the receiver accepted it (2xx),
+// else a short reason safe to show ("HTTP 503", "connection failed",
+// "destination refused").
+func (d *Drainer) post(ctx context.Context, url string, body []byte) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return "invalid URL"
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if d.opt.CallbackSecret != "" {
+		req.Header.Set(SignatureHeader, callback.Sign(d.opt.CallbackSecret, d.now(), body))
+	}
+	resp, err := d.opt.CallbackClient.Do(req)
+	if err != nil {
+		if errors.Is(err, callback.ErrRefused) {
+			return "destination refused (not a public address)"
+		}
+		return "connection failed"
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "HTTP " + strconv.Itoa(resp.StatusCode)
+	}
+	return ""
 }
 
 // drainPercent is the utilization a job was placed on, for telemetry; -1

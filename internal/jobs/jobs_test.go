@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/backendauth"
+	"github.com/foundry-gateway/gateway/internal/callback"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/queue/embedded"
@@ -268,33 +271,121 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// loopbackCallbacks lets the fixture's drainer call receivers on 127.0.0.1
+// (the dev-mode allow-list).
+func (f *fixture) loopbackCallbacks(t *testing.T) {
+	t.Helper()
+	c, err := callback.Policy{Allow: []string{"127.0.0.1/32"}, AllowHTTP: true}.Client(2 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.d.opt.CallbackClient = c
+}
+
+// TestCallbackSigned (issue #16 item 2): the callback carries a timestamped
+// signature over "t.body"; a failed delivery is retried through the queue
+// with backoff, and the job shows where delivery stands.
 func TestCallbackSigned(t *testing.T) {
 	var gotSig, gotBody string
 	var hits atomic.Int32
 	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if hits.Add(1) == 1 {
-			w.WriteHeader(503) // first try fails: retried
+			w.WriteHeader(503) // first try fails: retried later
 			return
 		}
 		gotSig, gotBody = r.Header.Get(SignatureHeader), string(b)
 	}))
 	defer cb.Close()
 	f := newFixture(t)
+	f.loopbackCallbacks(t)
 	j := f.submit(t, cb.URL)
 	if _, err := f.d.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if gotSig != Sign("s3cret", []byte(gotBody)) || gotSig == "" {
-		t.Errorf("signature %q does not match the body", gotSig)
+	if got := f.get(t, j.ID).CallbackState; hits.Load() != 1 || !strings.HasPrefix(got, "retrying: attempt 1 failed (HTTP 503); next at ") {
+		t.Fatalf("after the first round: %d hits, callback state %q; want one failed try, rescheduled", hits.Load(), got)
+	}
+	f.clock.Advance(10 * time.Second) // before the backoff (at least 15 s): nothing
+	_, _ = f.d.Drain(context.Background())
+	if hits.Load() != 1 {
+		t.Fatalf("retried after 10 s: %d hits", hits.Load())
+	}
+	f.clock.Advance(2 * time.Minute)
+	if _, err := f.d.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := callback.Verify("s3cret", gotSig, []byte(gotBody), f.clock.Now(), 5*time.Minute); err != nil || !strings.HasPrefix(gotSig, "t=") {
+		t.Errorf("signature %q: %v", gotSig, err)
 	}
 	var c Callback
 	_ = json.Unmarshal([]byte(gotBody), &c)
 	if c.ID != j.ID || c.Status != StatusSucceeded {
 		t.Errorf("callback %+v", c)
 	}
-	if got := f.get(t, j.ID).CallbackState; got != "delivered" {
+	if got := f.get(t, j.ID).CallbackState; got != "delivered after 2 attempts" {
 		t.Errorf("callback state %q", got)
+	}
+}
+
+// TestCallbackGivesUpWithoutEchoingErrors: a receiver that never answers
+// is retried until CallbackRetryFor, and the job's state never shows the
+// connection error (it would map open ports).
+func TestCallbackGivesUpWithoutEchoingErrors(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + l.Addr().String() + "/cb"
+	l.Close()
+	f := newFixture(t)
+	f.loopbackCallbacks(t)
+	f.d.opt.CallbackRetryFor = 3 * time.Hour
+	j := f.submit(t, dead)
+	var states []string
+	for i := 0; i < 40; i++ {
+		_, _ = f.d.Drain(context.Background())
+		st := f.get(t, j.ID).CallbackState
+		states = append(states, st)
+		if strings.HasPrefix(st, "failed") {
+			break
+		}
+		f.clock.Advance(90 * time.Minute) // past the largest backoff (1 h + 50%)
+	}
+	last := states[len(states)-1]
+	if !strings.HasPrefix(last, "failed: not accepted after ") || len(states) < 3 {
+		t.Fatalf("states %q: want retries, then failed", states)
+	}
+	for _, st := range states {
+		if strings.Contains(st, "refused") && strings.Contains(st, "dial") || strings.Contains(st, "127.0.0.1") || strings.Contains(st, "connect:") {
+			t.Errorf("state %q echoes the connection error", st)
+		}
+		if !strings.Contains(st, "connection failed") {
+			t.Errorf("state %q: want the generic reason", st)
+		}
+	}
+}
+
+// TestCallbackRefusedAtDialTime: without an allow-list the default client
+// refuses a loopback receiver when it dials (DNS rebinding defence).
+func TestCallbackRefusedAtDialTime(t *testing.T) {
+	var hits atomic.Int32
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer cb.Close()
+	f := newFixture(t) // default client: public addresses only
+	j := f.submit(t, cb.URL)
+	_, _ = f.d.Drain(context.Background())
+	if st := f.get(t, j.ID).CallbackState; hits.Load() != 0 || !strings.Contains(st, "destination refused") {
+		t.Errorf("hits %d, state %q: want refused at dial time", hits.Load(), st)
+	}
+}
+
+func TestCallbackBackoff(t *testing.T) {
+	if d := callbackBackoff(1, 0.5); d != 30*time.Second {
+		t.Errorf("first: %v", d)
+	}
+	if d := callbackBackoff(20, 0.5); d != time.Hour {
+		t.Errorf("capped: %v", d)
+	}
+	if lo, hi := callbackBackoff(3, 0), callbackBackoff(3, 0.999); lo != 60*time.Second || hi < 179*time.Second {
+		t.Errorf("jitter range %v..%v, want 60s..180s", lo, hi)
 	}
 }
 

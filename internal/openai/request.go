@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/foundry-gateway/gateway/internal/jsonkey"
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
@@ -76,6 +77,12 @@ var (
 func Parse(op Op, style Style, pathModel, apiVersion string, body []byte) (Request, error) {
 	if !gjson.ValidBytes(body) {
 		return Request{}, fmt.Errorf("%w: the body is not valid JSON", ErrMalformed)
+	}
+	// gjson reads the first of two equal keys, the backend the last: a
+	// repeated key would let `{"max_tokens":5,"max_tokens":500}` pass the
+	// caps as 5 (issue #16). Refuse it before reading any field.
+	if err := jsonkey.Check(body); err != nil {
+		return Request{}, fmt.Errorf("%w: %w; send each key once", ErrMalformed, err)
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {

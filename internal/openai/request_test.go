@@ -2,9 +2,12 @@ package openai
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/foundry-gateway/gateway/internal/jsonkey"
 )
 
 func TestParse(t *testing.T) {
@@ -32,12 +35,21 @@ func TestParse(t *testing.T) {
 		{"no messages", OpChat, StyleV1, "", `{"model":"m"}`, Request{}, ErrMissing},
 		{"no input", OpEmbeddings, StyleV1, "", `{"model":"m"}`, Request{}, ErrMissing},
 		{"no prompt", OpCompletions, StyleV1, "", `{"model":"m"}`, Request{}, ErrMissing},
+		// Issue #16: the caps read the first value, the backend the last.
+		{"duplicate max_tokens", OpChat, StyleV1, "", `{"model":"m","messages":[],"max_tokens":5,"max_tokens":500}`, Request{}, jsonkey.ErrDuplicate},
+		{"duplicate max_completion_tokens", OpChat, StyleV1, "", `{"model":"m","messages":[],"max_completion_tokens":5,"max_completion_tokens":500}`, Request{}, jsonkey.ErrDuplicate},
+		{"duplicate n", OpChat, StyleV1, "", `{"model":"m","messages":[],"n":1,"n":3}`, Request{}, jsonkey.ErrDuplicate},
+		{"duplicate model", OpChat, StyleV1, "", `{"model":"cheap","messages":[],"model":"dear"}`, Request{}, jsonkey.ErrDuplicate},
+		{"duplicate nested", OpChat, StyleV1, "", `{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}`, Request{}, jsonkey.ErrDuplicate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Parse(tt.op, tt.style, tt.path, "", []byte(tt.body))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err %v, want %v", err, tt.wantErr)
+			}
+			if errors.Is(err, jsonkey.ErrDuplicate) && !strings.Contains(err.Error(), `duplicate key "`) {
+				t.Errorf("error %q does not name the key", err)
 			}
 			if err == nil && got != tt.want {
 				t.Errorf("got %+v, want %+v", got, tt.want)

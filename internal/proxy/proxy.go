@@ -417,7 +417,19 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 			w.Header().Set("X-Gateway-Model-Version", t.Version)
 		}
 	}
-	w.WriteHeader(resp.StatusCode)
+	// A whole (non-streamed) answer is held back up to one buffer before
+	// the status is sent: a backend that breaks it off within that window
+	// becomes a clean 502 instead of a 200 the client cannot use (#16).
+	committed := false
+	commit := func() {
+		if !committed {
+			committed = true
+			w.WriteHeader(resp.StatusCode)
+		}
+	}
+	if sse {
+		commit()
+	}
 
 	// Idle timeout: every successful read pushes the deadline out.
 	idle := time.AfterFunc(p.opt.StreamIdleTimeout, cancel)
@@ -468,26 +480,58 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 	if p.opt.Affinity != nil && c.Req.Op == openai.OpResponses && resp.StatusCode == http.StatusOK {
 		head = make([]byte, 0, 8<<10)
 	}
+	held := 0 // bytes read into buf but not yet sent (before commit)
+	send := func(b []byte) bool {
+		if err := sink(b); err != nil {
+			res.Err = fmt.Errorf("writing to client: %w", err)
+			res.Status = httperr.StatusClientClosedRequest
+			return false
+		}
+		return true
+	}
 	for {
-		n, rerr := resp.Body.Read(buf)
+		n, rerr := resp.Body.Read(buf[held:])
 		if n > 0 {
+			got := buf[held : held+n]
 			if head != nil && len(head) < cap(head) {
-				head = append(head, buf[:min(n, cap(head)-len(head))]...)
+				head = append(head, got[:min(n, cap(head)-len(head))]...)
 			}
 			idle.Reset(p.opt.StreamIdleTimeout)
-			if err := sink(buf[:n]); err != nil {
-				res.Err = fmt.Errorf("writing to client: %w", err)
-				res.Status = httperr.StatusClientClosedRequest
-				break
+			if committed {
+				if !send(got) {
+					break
+				}
+			} else if held += n; held == len(buf) {
+				commit()
+				if !send(buf[:held]) {
+					break
+				}
+				held = 0
 			}
 		}
 		if rerr == io.EOF {
+			commit()
+			if held > 0 && !send(buf[:held]) {
+				break
+			}
 			res.Complete = true
 			break
 		}
 		if rerr != nil {
 			res.Err = fmt.Errorf("reading from backend %s: %w", t.Backend.Name, rerr)
-			res.Aborted = true
+			if !sse {
+				res.Status = http.StatusBadGateway // what the client got: no usable answer
+			}
+			if committed {
+				res.Aborted = true
+				break
+			}
+			// Nothing sent yet: answer a clean 502 in place of the backend's headers.
+			for _, k := range []string{"Content-Length", "Content-Encoding", "Content-Type"} {
+				w.Header().Del(k)
+			}
+			httperr.Write(w, &httperr.Error{Status: http.StatusBadGateway, Code: "backend_cut", Err: res.Err,
+				Msg: "The model backend broke off its answer before it was complete. Retry the request."})
 			break
 		}
 	}

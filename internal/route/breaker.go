@@ -99,6 +99,16 @@ type Breaker struct {
 	until       atomic.Int64
 	consecutive atomic.Int64
 	buckets     [numBuckets]bucket
+	// notify, when set (before the breaker is shared), hears every
+	// open/close transition: an operator signal (logs, telemetry).
+	notify func(to string)
+}
+
+// changed reports a transition to notify.
+func (b *Breaker) changed(to int32) {
+	if b.notify != nil {
+		b.notify(circuitName(to))
+	}
 }
 
 // init sets the options and clock; called once before the breaker is shared.
@@ -169,6 +179,7 @@ func (b *Breaker) Record(status int, _ time.Duration) {
 		b.consecutive.Store(0)
 		if b.state.CompareAndSwap(circuitHalfOpen, circuitClosed) {
 			b.resetWindow()
+			b.changed(circuitClosed)
 		}
 		return
 	}
@@ -176,13 +187,16 @@ func (b *Breaker) Record(status int, _ time.Duration) {
 	switch b.state.Load() {
 	case circuitHalfOpen:
 		b.until.Store(now + int64(o.OpenFor))
-		b.state.Store(circuitOpen)
+		if b.state.CompareAndSwap(circuitHalfOpen, circuitOpen) {
+			b.changed(circuitOpen) // the probe failed
+		}
 	case circuitClosed:
 		total, failed := b.window(now, o)
 		if n >= int64(o.Failures) || (total >= int64(o.MinRequests) && float64(failed) >= o.FailureRate*float64(total)) {
 			b.until.Store(now + int64(o.OpenFor))
 			if b.state.CompareAndSwap(circuitClosed, circuitOpen) {
 				b.consecutive.Store(0)
+				b.changed(circuitOpen)
 			}
 		}
 	}

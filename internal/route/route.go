@@ -82,6 +82,15 @@ type Router struct {
 	set      *settings
 }
 
+// WatchBreakers makes fn hear every circuit open/close of every backend
+// (state "open" or "closed"). Call it before the router is shared.
+func (r *Router) WatchBreakers(fn func(backend, state string)) {
+	for _, b := range r.backends {
+		name := b.Name
+		b.Health.notify = func(to string) { fn(name, to) }
+	}
+}
+
 // New builds the router from config; auth builds each backend's
 // authorizer; now is the clock for cooling and circuits (nil: time.Now).
 func New(c config.Config, auth func(config.Backend) (backendauth.Authorizer, error), now func() time.Time) (*Router, error) {

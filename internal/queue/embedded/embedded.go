@@ -12,6 +12,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/foundry-gateway/gateway/internal/boltfile"
 	"github.com/foundry-gateway/gateway/internal/queue"
 )
 
@@ -89,9 +90,9 @@ func Open(path string, opts Options) (*Queue, error) {
 			return nil, fmt.Errorf("embedded queue: open %s: %w", path, err)
 		}
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
+	db, err := boltfile.Open(path, "embedded queue", openTimeout) // errors name the file and what to do
 	if err != nil {
-		return nil, fmt.Errorf("embedded queue: open %s: %w", path, err)
+		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketBody, bucketIDs, bucketReady, bucketLast, bucketDead} {

@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/foundry-gateway/gateway/internal/boltfile"
 	"github.com/foundry-gateway/gateway/internal/store"
 	"github.com/foundry-gateway/gateway/internal/store/rules"
 )
@@ -33,9 +34,9 @@ type Store struct {
 // Open opens (or creates) the store file at path. Only one process may have
 // it open at a time; Open fails after a few seconds if another one does.
 func Open(path string) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
+	db, err := boltfile.Open(path, "embedded store", openTimeout) // errors name the file and what to do
 	if err != nil {
-		return nil, fmt.Errorf("embedded: open %s: %w", path, err)
+		return nil, err
 	}
 	return &Store{db: db, now: time.Now}, nil
 }
