@@ -193,6 +193,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	aff := route.NewAffinity(tabs[route.AffinityTable], log, route.AffinityOptions{TTL: ra.TTL.D(), CacheSize: ra.CacheSize, WriteBuffer: ra.WriteBuffer})
 	px := proxy.New(rt, log, proxy.Options{
 		MaxAttempts: c.Proxy.MaxAttempts, TryDuration: c.Proxy.TryDuration.D(),
+		MaxRetryWait: c.Proxy.MaxRetryWait.D(), RetryBackoff: c.Proxy.RetryBackoff.D(),
 		StreamIdleTimeout: c.Proxy.StreamIdleTimeout.D(), ExposeBackend: c.Proxy.ExposeBackend,
 		AffinityHeader: c.Routing.AffinityHeader, Affinity: aff, Observer: observer(tel),
 	})

@@ -313,6 +313,16 @@ type ProxyConfig struct {
 	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts"`
 	// TryDuration caps the total time spent before the first byte across attempts. Default 60s.
 	TryDuration Duration `yaml:"tryDuration" json:"tryDuration"`
+	// MaxRetryWait caps how long a call waits to retry the same deployment
+	// when no other target is eligible: a 429's retry-after-ms /
+	// retry-after, or the backoff after a 5xx or connection error. A 429
+	// asking for longer goes to the client at once (with its
+	// retry-after). Default 2s; negative (e.g. -1s): never wait.
+	MaxRetryWait Duration `yaml:"maxRetryWait" json:"maxRetryWait"`
+	// RetryBackoff is the first backoff before retrying the same deployment
+	// after a 5xx or connection error; it doubles per attempt, with jitter.
+	// Default 200ms.
+	RetryBackoff Duration `yaml:"retryBackoff" json:"retryBackoff"`
 	// ExposeBackend adds x-gateway-backend / x-gateway-deployment response headers. Default false.
 	ExposeBackend bool `yaml:"exposeBackend" json:"exposeBackend"`
 }
@@ -533,6 +543,12 @@ func (c *Config) applyDefaults() {
 	if c.Proxy.TryDuration == 0 {
 		c.Proxy.TryDuration = Duration(60 * time.Second)
 	}
+	if c.Proxy.MaxRetryWait == 0 {
+		c.Proxy.MaxRetryWait = Duration(2 * time.Second)
+	}
+	if c.Proxy.RetryBackoff == 0 {
+		c.Proxy.RetryBackoff = Duration(200 * time.Millisecond)
+	}
 	if c.Auth.KeyCacheTTL == 0 {
 		c.Auth.KeyCacheTTL = Duration(30 * time.Second)
 	}
@@ -717,6 +733,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Proxy.MaxAttempts < 1 {
 		bad("proxy.maxAttempts %d: must be at least 1", c.Proxy.MaxAttempts)
+	}
+	if c.Proxy.RetryBackoff < 0 {
+		bad("proxy.retryBackoff %v: must be positive", c.Proxy.RetryBackoff.D())
 	}
 	errs = append(errs, c.Routing.validate()...)
 	errs = append(errs, c.Jobs.validate()...)

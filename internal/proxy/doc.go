@@ -3,7 +3,9 @@
 // until one answers (failover only before the first byte reaches the
 // client), attaches the backend credential, copies the response with a
 // pooled buffer, flushes every SSE write, and counts usage beside the bytes
-// it forwards.
+// it forwards. When no other target is eligible it waits out a short
+// retry-after (or a jittered backoff after a 5xx) and tries the same
+// target again, still before the first byte.
 //
 // It depends on route (targets), usage (counting) and openai (wire rules);
 // it knows nothing about clients' keys, quotas or storage.

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +31,16 @@ type Options struct {
 	MaxAttempts int
 	// TryDuration caps the time before the first byte across attempts. Default 60s.
 	TryDuration time.Duration
+	// MaxRetryWait caps how long a call waits to try the same target
+	// again when no other target is eligible: a 429's retry-after-ms /
+	// retry-after, or the backoff after a 5xx or connection error. A
+	// longer wait is not waited: the client gets the answer at once.
+	// Default 2s; negative: never wait (fail over only).
+	MaxRetryWait time.Duration
+	// RetryBackoff is the first backoff before retrying the same target
+	// after a 5xx or connection error; it doubles per attempt, with
+	// jitter (a uniform draw in its upper half). Default 200ms.
+	RetryBackoff time.Duration
 	// StreamIdleTimeout aborts a response when no byte arrives for this long. Default 120s.
 	StreamIdleTimeout time.Duration
 	// ExposeBackend adds x-gateway-backend, x-gateway-deployment and (when
@@ -70,6 +82,12 @@ func New(rt http.RoundTripper, log *slog.Logger, opt Options) *Proxy {
 	}
 	if opt.StreamIdleTimeout <= 0 {
 		opt.StreamIdleTimeout = 120 * time.Second
+	}
+	if opt.MaxRetryWait == 0 {
+		opt.MaxRetryWait = 2 * time.Second
+	}
+	if opt.RetryBackoff <= 0 {
+		opt.RetryBackoff = 200 * time.Millisecond
 	}
 	p := &Proxy{rt: rt, log: log, opt: opt}
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
@@ -178,6 +196,12 @@ func retryable(status int) bool {
 // Every attempt reports to the backend's breaker, a 429 cools its
 // deployment for the retry-after it names, and every response's
 // utilization headers are kept for the admin endpoint.
+//
+// When no other target is eligible, a failed attempt is retried on the
+// same target (see [Proxy.retryWait]) after waiting, racing the client's
+// ctx; a wait above Options.MaxRetryWait is not waited and the client
+// gets the backend's answer (a 429 with its retry-after) at once. Every
+// allowed target cooling for at most MaxRetryWait is waited out once too.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, c Call) Result {
 	ctx := r.Context()
 	start := time.Now()
@@ -195,7 +219,19 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 	plan, err := m.Plan(planBuf[:0], q)
 	res := Result{}
 	if err != nil {
-		return p.refuse(w, err, &res)
+		// Every allowed target is cooling: wait for the first one once,
+		// when that is short enough, rather than answer 429.
+		var un *route.Unavailable
+		if !errors.As(err, &un) || !errors.Is(err, route.ErrAllCooling) || !p.canWait(un.RetryAfter, deadline) {
+			return p.refuse(w, err, &res)
+		}
+		if sleep(ctx, un.RetryAfter) != nil {
+			res.Status, res.Err = httperr.StatusClientClosedRequest, ctx.Err()
+			return res
+		}
+		if plan, err = m.Plan(planBuf[:0], q); err != nil {
+			return p.refuse(w, err, &res)
+		}
 	}
 	// next returns the index of the first target from i on whose breaker
 	// lets a call through (taking the half-open probe if it is one), or -1.
@@ -256,6 +292,20 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 				slog.String("backend", t.Backend.Name), slog.Int("attempt", res.Attempts), slog.String("error", err.Error()))
 			if res.Attempts < p.opt.MaxAttempts {
 				j = next(i + 1)
+				// A connection error is worth another go at the same
+				// target; a timeout is not (it would cost another
+				// whole timeout, and the deployment is likely busy).
+				if j < 0 && !timedOut {
+					if d, ok := p.retryWait(0, nil, 0, res.Attempts, deadline); ok {
+						if sleep(ctx, d) != nil {
+							res.Status, res.Err = httperr.StatusClientClosedRequest, ctx.Err()
+							return res
+						}
+						if t.Backend.Health.Allow() {
+							j = i
+						}
+					}
+				}
 			}
 			if j < 0 {
 				break
@@ -265,21 +315,48 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 		}
 		t.Backend.Health.Record(resp.StatusCode, latency)
 		t.Observe(resp.Header)
+		var cooled time.Duration
 		if resp.StatusCode == http.StatusTooManyRequests {
-			t.Cool(resp.Header)
+			cooled = t.Cool(resp.Header)
 		}
+		var wait time.Duration
 		if retryable(resp.StatusCode) && res.Attempts < p.opt.MaxAttempts && time.Until(deadline) > 0 {
 			j = next(i + 1)
+			if j < 0 {
+				// No other target: the same one again, after its wait.
+				if d, ok := p.retryWait(resp.StatusCode, resp.Header, cooled, res.Attempts, deadline); ok {
+					j, wait = i, d
+				}
+			}
 		}
 		if j >= 0 {
 			observe(resp.StatusCode, latency, nil)
 			p.log.LogAttrs(ctx, slog.LevelWarn, "backend attempt retried", slog.String("request_id", c.RequestID),
-				slog.String("backend", t.Backend.Name), slog.Int("attempt", res.Attempts), slog.Int("status", resp.StatusCode))
+				slog.String("backend", t.Backend.Name), slog.Int("attempt", res.Attempts), slog.Int("status", resp.StatusCode),
+				slog.Duration("wait", wait))
 			drain(resp.Body)
 			cancel()
 			lastErr = nil
+			if j == i {
+				if sleep(ctx, wait) != nil {
+					res.Status, res.Err = httperr.StatusClientClosedRequest, ctx.Err()
+					return res
+				}
+				if !t.Backend.Health.Allow() {
+					lastErr = &httperr.Error{Status: http.StatusServiceUnavailable, Code: "no_healthy_backend",
+						Msg: "Every backend for this model is failing right now (circuit open). Retry shortly."}
+					break
+				}
+			}
 			i = j
 			continue
+		}
+		if resp.StatusCode == http.StatusTooManyRequests && cooled > 0 && resp.Header.Get("Retry-After") == "" {
+			// The client gets a 429 it may retry: say when, as Azure does.
+			resp.Header.Set("Retry-After", strconv.FormatInt(int64((cooled+time.Second-1)/time.Second), 10))
+			if resp.Header.Get("Retry-After-Ms") == "" {
+				resp.Header.Set("Retry-After-Ms", strconv.FormatInt(cooled.Milliseconds(), 10))
+			}
 		}
 		res.TTFB = time.Since(start)
 		p.respond(w, resp, cancel, t, c, &res)
@@ -294,6 +371,59 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 	res.Status = httperr.From(lastErr).Status
 	httperr.Write(w, lastErr)
 	return res
+}
+
+// canWait reports whether waiting d stays within Options.MaxRetryWait and
+// leaves time before the deadline.
+func (p *Proxy) canWait(d time.Duration, deadline time.Time) bool {
+	return p.opt.MaxRetryWait >= 0 && d <= p.opt.MaxRetryWait && time.Until(deadline) > d
+}
+
+// retryWait is how long to wait before trying the same target again after
+// attempt number n failed with status (0: no response) and headers h, and
+// whether to. A 429 waits what its deployment asked (cooled: retry-after-ms
+// or retry-after, else the router's default cooling); a 5xx or connection
+// error waits the backoff, or a longer retry-after the answer names. No
+// wait above Options.MaxRetryWait or past the deadline is taken.
+func (p *Proxy) retryWait(status int, h http.Header, cooled time.Duration, n int, deadline time.Time) (time.Duration, bool) {
+	var d time.Duration
+	ra, hasRA := route.RetryAfter(h, time.Now())
+	switch {
+	case status == http.StatusTooManyRequests && cooled > 0:
+		d = cooled
+	case status == http.StatusTooManyRequests && hasRA: // a target without deployment state
+		d = ra
+	default:
+		d = backoff(p.opt.RetryBackoff, n)
+		if hasRA {
+			d = max(d, ra)
+		}
+	}
+	return d, p.canWait(d, deadline)
+}
+
+// backoff is base doubled per earlier attempt (n is 1 after the first),
+// drawn uniformly from its upper half so that calls failing together do
+// not retry together.
+func backoff(base time.Duration, n int) time.Duration {
+	d := base << min(max(n-1, 0), 10)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx is done, whichever is first; it returns the
+// ctx's error in the second case.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // refuse answers a call no target may take (see Forward).

@@ -88,9 +88,10 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 	}{
 		{"dead then 503 then ok", []string{dead, s503.URL, sOK.URL}, 3, 200, okBody, 3, 10},
 		{"429 then ok", []string{s429.URL, sOK.URL}, 3, 200, okBody, 2, 10},
-		{"last retryable status passes through", []string{s503.URL, sLast429.URL}, 3, 429, "slow down", 2, 0},
+		{"last retryable status passes through", []string{s503.URL, sLast429.URL}, 2, 429, "slow down", 2, 0},
 		{"attempt cap", []string{s503.URL, s503.URL, sOK.URL}, 2, 503, `"x"`, 2, 0},
-		{"all dead", []string{dead, dead}, 3, 502, "backend_unreachable", 2, 0},
+		// The last target is retried (after a backoff) while attempts remain.
+		{"all dead", []string{dead, dead}, 3, 502, "backend_unreachable", 3, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -148,7 +148,8 @@ func TestAllCoolingAnswers429WithShortestWait(t *testing.T) {
 	clk := newClock()
 	ptu, std, us := newFake(t), newFake(t), newFake(t)
 	m := routed(t, clk, ptu, std, us, "")
-	p := newProxy(Options{})
+	// The waits below are all above the maximum: nothing is waited out.
+	p := newProxy(Options{MaxRetryWait: 500 * time.Millisecond})
 	ptu.set(429, `{}`, "retry-after-ms", "3000")
 	std.set(429, `{}`, "retry-after-ms", "1500")
 	us.set(429, `{"error":{"message":"us busy"}}`, "retry-after-ms", "2500")
