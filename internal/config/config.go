@@ -272,7 +272,22 @@ type Model struct {
 	// Jobs is where and when low-priority jobs of this alias may run (see
 	// jobs.go). Default: provisioned targets only, below jobs.drainTarget.
 	Jobs JobPolicy `yaml:"jobs" json:"jobs"`
+	// Routing picks how targets inside a priority tier are ordered:
+	// "weighted" (default: by weight, sticky per caller) or "latency" (by
+	// weight scaled by recent time to first byte and live utilization, so
+	// a slower or busier deployment gets less; a tier mixing model
+	// versions, a canary, stays weighted and sticky).
+	Routing RoutingMode `yaml:"routing" json:"routing"`
 }
+
+// RoutingMode is how a model orders the targets of a tier.
+type RoutingMode string
+
+// Routing modes.
+const (
+	RoutingWeighted RoutingMode = "weighted"
+	RoutingLatency  RoutingMode = "latency"
+)
 
 // Target is one deployment of an alias on a backend.
 type Target struct {
@@ -607,6 +622,9 @@ func (c *Config) applyDefaults() {
 		if m.Jobs.Threshold == 0 {
 			m.Jobs.Threshold = c.Jobs.DrainTarget
 		}
+		if m.Routing == "" {
+			m.Routing = RoutingWeighted
+		}
 		c.Models[alias] = m
 	}
 }
@@ -793,6 +811,9 @@ func (c *Config) Validate() error {
 		}
 		if len(m.Targets) == 0 {
 			bad("model %q: at least one target is required", a)
+		}
+		if m.Routing != RoutingWeighted && m.Routing != RoutingLatency {
+			bad("model %q: routing %q must be weighted or latency", a, m.Routing)
 		}
 		for i, t := range m.Targets {
 			if !names[t.Backend] {

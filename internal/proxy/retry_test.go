@@ -186,3 +186,54 @@ func TestAllCoolingWaitedOnce(t *testing.T) {
 		t.Errorf("got %d %s, want the gateway's 429 with retry-after-ms", rec.Code, rec.Body)
 	}
 }
+
+func TestLatencyRoutingPrefersFasterDeployment(t *testing.T) {
+	b := newSimBackend(t, `deployments:
+  - {name: fast, model: gpt-4o-mini, latency: {ttft: 50ms}}
+  - {name: slow, model: gpt-4o-mini, latency: {ttft: 400ms}}`)
+	c, err := config.Parse([]byte(fmt.Sprintf(`
+backends:
+  - {name: a, url: %[1]q, region: swedencentral, auth: {none: true}}
+  - {name: b, url: %[1]q, region: swedencentral, auth: {none: true}}
+models:
+  m:
+    routing: latency
+    targets:
+      - {backend: a, deployment: fast}
+      - {backend: b, deployment: slow}
+`, b.srv.URL)), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := route.New(c, backendauth.For, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := r.Model("m")
+	px := newProxy(Options{})
+	const calls, workers = 30, 3
+	var fast atomic.Int32
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < calls; i += workers {
+				c := simCall()
+				c.Caller = fmt.Sprintf("caller-%d", i) // many callers: stickiness does not decide
+				rec := httptest.NewRecorder()
+				res := px.Forward(rec, httptest.NewRequest(http.MethodPost, "/openai/v1/chat/completions", nil), m, c)
+				if rec.Code != 200 {
+					t.Errorf("call %d: got %d %s", i, rec.Code, rec.Body)
+				}
+				if res.Backend == "a" {
+					fast.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if share := float64(fast.Load()) / calls; share < 0.8 {
+		t.Errorf("got %.0f%% of calls on the 50ms deployment, want at least 80%%", 100*share)
+	}
+}

@@ -17,6 +17,9 @@ import (
 type Health struct {
 	Breaker
 	lat latencies
+	// ttfb averages successful calls' time to response headers, for
+	// latency routing.
+	ttfb ewma
 }
 
 // Record implements the breaker contract and also keeps the latency for
@@ -25,6 +28,9 @@ func (h *Health) Record(status int, latency time.Duration) {
 	h.Breaker.Record(status, latency)
 	if status != 499 && latency > 0 {
 		h.lat.add(latency)
+	}
+	if status >= 200 && status < 300 {
+		h.ttfb.add(latency)
 	}
 }
 

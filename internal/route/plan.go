@@ -55,7 +55,9 @@ type Request struct {
 // Plan returns the order in which to try m's targets for q: targets outside
 // q.Regions, cooling or with an open circuit are left out; the rest are in
 // priority tiers, weighted inside a tier (rendezvous hashing of q.Sticky,
-// or random), with q.Backend's target moved to the front. dst is reused if
+// or random; with m.Latency, a tier of one model version is weighted by
+// recent time to first byte and spare capacity instead, see
+// latencyShuffle), with q.Backend's target moved to the front. dst is reused if
 // large enough.
 //
 // When nothing is left Plan returns ErrRegionNotAllowed, or an
@@ -102,10 +104,13 @@ func (m *Model) Plan(dst []Target, q Request) ([]Target, error) {
 			end++
 		}
 		if end-start > 1 {
-			if q.Sticky != "" {
-				rendezvous(dst[start:end], key)
-			} else {
-				weightedShuffle(dst[start:end], nil)
+			switch tier := dst[start:end]; {
+			case m.Latency && oneVersion(tier):
+				latencyShuffle(tier, time.Unix(0, now))
+			case q.Sticky != "":
+				rendezvous(tier, key)
+			default:
+				weightedShuffle(tier, nil)
 			}
 		}
 		start = end

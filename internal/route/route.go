@@ -70,6 +70,11 @@ type Model struct {
 	Price   *config.Price
 	// Caps every caller's requests to the alias (models.<alias>.policy).
 	Caps policy.Caps
+	// Latency orders the targets inside a tier by recent time to first
+	// byte and utilization instead of by weight alone
+	// (models.<alias>.routing: latency); a tier whose targets serve
+	// different versions (a canary) keeps its weights and stickiness.
+	Latency bool
 
 	set *settings // nil for models built by hand: wall clock
 }
@@ -124,7 +129,7 @@ func New(c config.Config, auth func(config.Backend) (backendauth.Authorizer, err
 	}
 	deps := map[[2]string]*deployment{}
 	for alias, m := range c.Models {
-		mm := &Model{Alias: alias, Price: m.Price, Caps: m.Policy, set: set}
+		mm := &Model{Alias: alias, Price: m.Price, Caps: m.Policy, Latency: m.Routing == config.RoutingLatency, set: set}
 		for _, t := range m.Targets {
 			b, ok := backends[t.Backend]
 			if !ok {

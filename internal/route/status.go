@@ -18,6 +18,9 @@ type BackendStatus struct {
 	// LatencyP50Ms is the median time to response headers of the last 128
 	// calls; null before any call.
 	LatencyP50Ms *float64 `json:"latency_p50_ms"`
+	// TTFBEwmaMs is the moving average of successful calls' time to
+	// response headers that latency routing weighs; null before any.
+	TTFBEwmaMs *float64 `json:"ttfb_ewma_ms"`
 	// Requests and ErrorRate cover the breaker window.
 	Requests  int64   `json:"requests_in_window"`
 	ErrorRate float64 `json:"error_rate"`
@@ -68,6 +71,10 @@ func (r *Router) Status() []BackendStatus {
 		if p, ok := b.Health.lat.p50(); ok {
 			ms := float64(p) / float64(time.Millisecond)
 			s.LatencyP50Ms = &ms
+		}
+		if d, ok := b.Health.TTFB(); ok {
+			ms := float64(d) / float64(time.Millisecond)
+			s.TTFBEwmaMs = &ms
 		}
 		for _, d := range b.deployments {
 			ds := DeploymentStatus{Name: d.name, Utilization: d.util.Load()}
