@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -142,6 +143,7 @@ func New(d Deps) http.Handler {
 	e.GET("/", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", g.readyz)
+	e.HEAD("/readyz", g.readyz)
 
 	for _, prefix := range []string{"/openai/v1", "/v1"} {
 		e.POST(prefix+"/chat/completions", g.inference("chat/completions", false))
@@ -164,6 +166,10 @@ func New(d Deps) http.Handler {
 
 type gateway struct{ Deps }
 
+// readyz answers whether this gateway can serve calls: 200 when its store
+// answers and at least one backend's circuit is not open, 503 otherwise.
+// Azure Front Door probes it (infra/modules/frontdoor.bicep) and sends
+// callers to another region while it says 503.
 func (g *gateway) readyz(c echo.Context) error {
 	if g.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
@@ -172,7 +178,25 @@ func (g *gateway) readyz(c echo.Context) error {
 			return httperr.Wrap(err, http.StatusServiceUnavailable, "not_ready", "The gateway's store is not reachable.")
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	type ready struct {
+		Status       string `json:"status"`
+		Backends     int    `json:"backends"`
+		BackendsOpen int    `json:"backends_open"`
+	}
+	r := ready{Status: "ready"}
+	if g.Backends != nil {
+		for _, b := range g.Backends.Status() {
+			r.Backends++
+			if b.Circuit == "open" {
+				r.BackendsOpen++
+			}
+		}
+		if r.Backends > 0 && r.BackendsOpen == r.Backends {
+			return &httperr.Error{Status: http.StatusServiceUnavailable, Code: "no_backend_available",
+				Msg: fmt.Sprintf("Every backend of this gateway (%d) has an open circuit.", r.Backends)}
+		}
+	}
+	return c.JSON(http.StatusOK, r)
 }
 
 func (g *gateway) models(c echo.Context) error {

@@ -149,7 +149,20 @@ param grantDeployerTableAccess bool = true
 @minValue(1)
 param jobBodiesRetentionDays int = 30
 
+@description('Private variant: the Function App integrates with a new virtual network and reaches Storage, Service Bus (forced to Premium), the Key Vault and the backend accounts through private endpoints with private DNS zones; public network access is turned off on the Storage account, the Service Bus namespace and the Key Vault. The backend accounts belong to their owners: turn their public access off there (infra/README.md). Default false.')
+param privateNetworking bool = false
+
+@description('Private variant only: address space of the virtual network (at least a /23: one /24 for the app, one for the endpoints).')
+param vnetAddressPrefix string = '10.40.0.0/16'
+
+@description('Multi-region (infra/multiregion.bicep): table endpoint of the shared gateway tables in the primary region, used instead of this stack\'s own. Empty: this stack\'s Storage account.')
+param sharedTableServiceUri string = ''
+
+@description('Multi-region with privateNetworking: resource id of the Storage account behind sharedTableServiceUri, which gets a private endpoint in this stack\'s network. Empty: none.')
+param sharedTableStorageAccountId string = ''
+
 var suffix = uniqueString(resourceGroup().id, name)
+var publicAccess = privateNetworking ? 'Disabled' : 'Enabled'
 var storageAccountName = take(toLower('st${name}${suffix}'), 24)
 var deploymentContainerName = 'app-package'
 // The queue name must match queue.name in infra/config/azure.yaml
@@ -196,6 +209,7 @@ module storage 'modules/storage.bicep' = {
     jobBodiesContainerName: jobBodiesContainerName
     jobBodiesRetentionDays: jobBodiesRetentionDays
     tableAdminPrincipalId: tableAdminPrincipalId
+    publicNetworkAccess: publicAccess
   }
 }
 
@@ -205,7 +219,8 @@ module serviceBus 'modules/servicebus.bicep' = {
     name: 'sb-${name}-${suffix}'
     location: location
     tags: tags
-    skuName: serviceBusSku
+    // Private endpoints need the Premium tier.
+    skuName: privateNetworking ? 'Premium' : serviceBusSku
     queueName: queueName
     lockDuration: queueLockDuration
     maxDeliveryCount: queueMaxDeliveryCount
@@ -214,6 +229,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     duplicateDetectionHistoryTimeWindow: queueDuplicateDetectionHistoryTimeWindow
     defaultMessageTimeToLive: queueDefaultMessageTimeToLive
     principalId: identity.properties.principalId
+    publicNetworkAccess: publicAccess
   }
 }
 
@@ -224,6 +240,25 @@ module keyVault 'modules/keyvault.bicep' = if (deployKeyVault) {
     location: location
     tags: tags
     principalId: identity.properties.principalId
+    publicNetworkAccess: publicAccess
+  }
+}
+
+// Private variant: network, private endpoints and DNS zones
+// (modules/private-network.bicep).
+module network 'modules/private-network.bicep' = if (privateNetworking) {
+  name: 'private-network'
+  params: {
+    name: '${name}-${suffix}'
+    location: location
+    tags: tags
+    hostingPlan: hostingPlan
+    addressPrefix: vnetAddressPrefix
+    storageAccountId: storage.outputs.id
+    serviceBusNamespaceId: serviceBus.outputs.id
+    keyVaultId: deployKeyVault ? keyVault.outputs.id : ''
+    backendResourceIds: backendResourceIds
+    sharedTableStorageAccountId: sharedTableStorageAccountId
   }
 }
 
@@ -254,7 +289,7 @@ module functionApp 'modules/functionapp.bicep' = {
     identityClientId: identity.properties.clientId
     storageAccountName: storage.outputs.name
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
-    tableServiceUri: storage.outputs.tableEndpoint
+    tableServiceUri: empty(sharedTableServiceUri) ? storage.outputs.tableEndpoint : sharedTableServiceUri
     blobServiceUri: storage.outputs.blobEndpoint
     serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
     appInsightsConnectionString: monitoring.outputs.connectionString
@@ -264,6 +299,7 @@ module functionApp 'modules/functionapp.bicep' = {
     foundryResourceId: foundryResourceId
     keyVaultUri: deployKeyVault ? keyVault.outputs.uri : ''
     keyVaultSecretSettings: keyVaultSecretSettings
+    subnetId: privateNetworking ? network.outputs.appSubnetId : ''
   }
 }
 

@@ -76,6 +76,9 @@ param keyVaultUri string
 @description('Key Vault backed settings: objects { setting, secret }.')
 param keyVaultSecretSettings array
 
+@description('Subnet for outbound VNet integration (private variant), or empty for none.')
+param subnetId string = ''
+
 var isFlex = hostingPlan == 'FlexConsumption'
 
 // Package blob for Elastic Premium (uploaded by make deploy).
@@ -270,6 +273,18 @@ var elasticSiteProperties = {
   }
 }
 
+// Private variant: outbound traffic (storage, Service Bus, Key Vault
+// references, backends) goes through the integrated subnet, where the private
+// endpoints and their DNS zones are. vnetRouteAllEnabled is the Elastic
+// Premium switch for "all traffic, not only private ranges"; Flex Consumption
+// is left at its default (see infra/README.md, private variant).
+var vnetProperties = isFlex ? {
+  virtualNetworkSubnetId: subnetId
+} : {
+  virtualNetworkSubnetId: subnetId
+  vnetRouteAllEnabled: true
+}
+
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
@@ -281,7 +296,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       '${identityId}': {}
     }
   }
-  properties: isFlex ? flexSiteProperties : elasticSiteProperties
+  properties: union(isFlex ? flexSiteProperties : elasticSiteProperties, empty(subnetId) ? {} : vnetProperties)
 }
 
 // Publishing uses Entra ID only (az functionapp deploy gets a token).

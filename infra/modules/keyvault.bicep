@@ -15,6 +15,9 @@ param tags object
 @description('Principal id of the managed identity that resolves the Key Vault references.')
 param principalId string
 
+@description('Enabled, or Disabled for the private variant (reached through a private endpoint only).')
+param publicNetworkAccess string = 'Enabled'
+
 // Built-in role: Key Vault Secrets User.
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 
@@ -32,7 +35,11 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
+    networkAcls: {
+      defaultAction: publicNetworkAccess == 'Enabled' ? 'Allow' : 'Deny'
+      bypass: 'AzureServices'
+    }
   }
 }
 
@@ -51,3 +58,6 @@ output uri string = vault.properties.vaultUri
 
 @description('Vault name.')
 output name string = vault.name
+
+@description('Vault resource id.')
+output id string = vault.id

@@ -38,6 +38,9 @@ param defaultMessageTimeToLive string
 @description('Principal id of the managed identity that sends and receives.')
 param principalId string
 
+@description('Enabled, or Disabled for the private variant (Premium only: reached through a private endpoint).')
+param publicNetworkAccess string = 'Enabled'
+
 // Built-in roles.
 var serviceBusDataSender = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var serviceBusDataReceiver = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
@@ -60,7 +63,7 @@ resource sbNamespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   properties: {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
   }
 }
 
@@ -101,6 +104,9 @@ resource receiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 @description('Namespace name.')
 output name string = sbNamespace.name
+
+@description('Namespace resource id.')
+output id string = sbNamespace.id
 
 // serviceBusEndpoint is https://<name>.servicebus.windows.net:443/ (another
 // suffix in sovereign clouds); keep only the host.

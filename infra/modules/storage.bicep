@@ -48,6 +48,9 @@ param financeReaderPrincipalType string = 'Group'
 @description('store.tablePrefix of the gateway config (letters and digits; empty by default), so the usage tables created here are the ones the gateway writes.')
 param tablePrefix string = ''
 
+@description('Enabled, or Disabled for the private variant (reached through private endpoints only).')
+param publicNetworkAccess string = 'Enabled'
+
 // Built-in roles.
 // Storage Blob Data Owner: the host needs read, write and container creation
 // on blobs (timer locks, keys) and Flex Consumption reads the package with it.
@@ -86,9 +89,9 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowSharedKeyAccess: false
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: publicNetworkAccess == 'Enabled' ? 'Allow' : 'Deny'
       bypass: 'AzureServices'
     }
   }
@@ -230,6 +233,9 @@ resource deployerUpload 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
 
 @description('Storage account name.')
 output name string = account.name
+
+@description('Storage account resource id.')
+output id string = account.id
 
 @description('Table service endpoint, e.g. https://x.table.core.windows.net/.')
 output tableEndpoint string = account.properties.primaryEndpoints.table
