@@ -14,7 +14,7 @@ const ewmaAlpha = 0.2
 // minShare is the least factor latency or load may shrink a target's
 // weight to, so a slow or busy target still gets a trickle of calls and
 // its average keeps up with it.
-const minShare = 0.05
+const minShare = 0.02
 
 // ewma is an exponentially weighted moving average of durations, safe for
 // concurrent use. Zero means no sample yet.
