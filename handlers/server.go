@@ -167,7 +167,8 @@ func New(d Deps) http.Handler {
 type gateway struct{ Deps }
 
 // readyz answers whether this gateway can serve calls: 200 when its store
-// answers and at least one backend's circuit is not open, 503 otherwise.
+// answers and at least one backend's circuit is not open (or is due its
+// half-open probe), 503 otherwise.
 // Azure Front Door probes it (infra/modules/frontdoor.bicep) and sends
 // callers to another region while it says 503.
 func (g *gateway) readyz(c echo.Context) error {
@@ -185,9 +186,14 @@ func (g *gateway) readyz(c echo.Context) error {
 	}
 	r := ready{Status: "ready"}
 	if g.Backends != nil {
+		now := time.Now()
 		for _, b := range g.Backends.Status() {
 			r.Backends++
-			if b.Circuit == "open" {
+			// An open circuit past its openFor lets the next call through
+			// as its probe: the gateway is ready to make it. (Counting it
+			// as open would keep a drained region out forever: no call
+			// would come to close it.)
+			if b.Circuit == "open" && b.CircuitUntil != nil && b.CircuitUntil.After(now) {
 				r.BackendsOpen++
 			}
 		}

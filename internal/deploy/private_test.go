@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/foundry-gateway/gateway/handlers"
 	"github.com/foundry-gateway/gateway/internal/route"
@@ -337,8 +338,10 @@ func TestFrontDoorProbeServed(t *testing.T) {
 	if strings.Contains(string(multi), "probePath:") {
 		t.Fatal("multiregion.bicep overrides probePath: check that path instead")
 	}
+	later, earlier := time.Now().Add(time.Minute), time.Now().Add(-time.Second)
 	closed := route.BackendStatus{Name: "a", Circuit: "closed"}
-	open := route.BackendStatus{Name: "b", Circuit: "open"}
+	open := route.BackendStatus{Name: "b", Circuit: "open", CircuitUntil: &later}
+	due := route.BackendStatus{Name: "c", Circuit: "open", CircuitUntil: &earlier}
 	tests := []struct {
 		name     string
 		ready    error
@@ -348,6 +351,9 @@ func TestFrontDoorProbeServed(t *testing.T) {
 		{"ready", nil, statuses{closed, open}, 200},
 		{"store down", fmt.Errorf("no store"), statuses{closed}, 503},
 		{"every circuit open", nil, statuses{open, open}, 503},
+		// Past openFor the next call is the probe: ready, or a drained
+		// region would never get the call that closes its circuit.
+		{"open circuit due its probe", nil, statuses{open, due}, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

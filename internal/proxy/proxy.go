@@ -225,7 +225,11 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, m *route.Model, 
 		if !errors.As(err, &un) || !errors.Is(err, route.ErrAllCooling) || !p.canWait(un.RetryAfter, deadline) {
 			return p.refuse(w, err, &res)
 		}
-		if sleep(ctx, un.RetryAfter) != nil {
+		wait := un.RetryAfter
+		if s := spread(wait); time.Until(deadline) > s {
+			wait = s
+		}
+		if sleep(ctx, wait) != nil {
 			res.Status, res.Err = httperr.StatusClientClosedRequest, ctx.Err()
 			return res
 		}
@@ -384,7 +388,8 @@ func (p *Proxy) canWait(d time.Duration, deadline time.Time) bool {
 // whether to. A 429 waits what its deployment asked (cooled: retry-after-ms
 // or retry-after, else the router's default cooling); a 5xx or connection
 // error waits the backoff, or a longer retry-after the answer names. No
-// wait above Options.MaxRetryWait or past the deadline is taken.
+// wait above Options.MaxRetryWait or past the deadline is taken; a 429's
+// wait that is taken gets up to a tenth more (spread).
 func (p *Proxy) retryWait(status int, h http.Header, cooled time.Duration, n int, deadline time.Time) (time.Duration, bool) {
 	var d time.Duration
 	ra, hasRA := route.RetryAfter(h, time.Now())
@@ -399,7 +404,13 @@ func (p *Proxy) retryWait(status int, h http.Header, cooled time.Duration, n int
 			d = max(d, ra)
 		}
 	}
-	return d, p.canWait(d, deadline)
+	if !p.canWait(d, deadline) {
+		return 0, false
+	}
+	if s := spread(d); status == http.StatusTooManyRequests && time.Until(deadline) > s {
+		d = s
+	}
+	return d, true
 }
 
 // backoff is base doubled per earlier attempt (n is 1 after the first),
@@ -408,6 +419,12 @@ func (p *Proxy) retryWait(status int, h http.Header, cooled time.Duration, n int
 func backoff(base time.Duration, n int) time.Duration {
 	d := base << min(max(n-1, 0), 10)
 	return d/2 + rand.N(d/2+1)
+}
+
+// spread adds up to a tenth to a wait, so that the calls a deployment
+// turned away together do not all come back at the same instant.
+func spread(d time.Duration) time.Duration {
+	return d + rand.N(d/10+1)
 }
 
 // sleep waits d or until ctx is done, whichever is first; it returns the
