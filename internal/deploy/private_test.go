@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -406,6 +407,28 @@ func TestBicepMultiRegion(t *testing.T) {
 	for _, c := range checks {
 		if !strings.Contains(m.src, c.want) {
 			t.Errorf("%s: multiregion.bicep lacks %q", c.name, c.want)
+		}
+	}
+	// The example parameters name only declared params and give the
+	// required ones.
+	raw, err := os.ReadFile(filepath.Join(infra, "multiregion.parameters.example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pf struct {
+		Parameters map[string]json.RawMessage `json:"parameters"`
+	}
+	if err := json.Unmarshal(raw, &pf); err != nil {
+		t.Fatal(err)
+	}
+	for p := range pf.Parameters {
+		if _, ok := m.params[p]; !ok {
+			t.Errorf("multiregion.parameters.example.json sets %s, which multiregion.bicep does not declare", p)
+		}
+	}
+	for p, hasDefault := range m.params {
+		if _, ok := pf.Parameters[p]; !ok && !hasDefault {
+			t.Errorf("multiregion.parameters.example.json does not set %s, which multiregion.bicep requires", p)
 		}
 	}
 	fd := files[filepath.Join(infra, "modules", "frontdoor.bicep")]
