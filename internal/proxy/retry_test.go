@@ -125,6 +125,7 @@ func TestSameTargetRetry(t *testing.T) {
 				t.Fatalf("got %d after %d calls (%d attempts) %s, want %d after %d", rec.Code, b.hits.Load(), res.Attempts,
 					rec.Body, tt.wantStatus, tt.wantHits)
 			}
+			t.Logf("%d after %d attempts in %v", rec.Code, res.Attempts, took.Round(time.Millisecond))
 			if tt.wantGap > 0 {
 				if gap := b.at[1].Sub(b.at[0]); gap < tt.wantGap {
 					t.Errorf("retried %v after the failure, want at least %v", gap, tt.wantGap)
