@@ -257,7 +257,7 @@ module network 'modules/private-network.bicep' = if (privateNetworking) {
     storageAccountId: storage.outputs.id
     serviceBusNamespaceId: serviceBus.outputs.id
     keyVaultId: deployKeyVault ? keyVault.outputs.id : ''
-    backendResourceIds: backendResourceIds
+    backendResourceIds: union(backendResourceIds, [foundryResourceId])
     sharedTableStorageAccountId: sharedTableStorageAccountId
   }
 }

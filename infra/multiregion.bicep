@@ -24,7 +24,7 @@ targetScope = 'subscription'
 @maxLength(12)
 param name string = 'fgw'
 
-@description('One object per region, the first holding the shared tables: { location, foundryEndpoint, foundryRegion, backendResourceIds (optional array) }. location is where the stack runs; foundryEndpoint and foundryRegion are that region\'s own backend (FOUNDRY_ENDPOINT / FOUNDRY_REGION of its gateway).')
+@description('One object per region, the first holding the shared tables: { location, foundryEndpoint, foundryRegion, foundryResourceId, backendResourceIds (optional array) }. location is where the stack runs; foundryEndpoint, foundryRegion and foundryResourceId are that region\'s own backend (FOUNDRY_ENDPOINT / FOUNDRY_REGION / FOUNDRY_RESOURCE_ID of its gateway).')
 @minLength(1)
 param regions array
 
@@ -83,6 +83,7 @@ module primaryStack 'main.bicep' = {
     storageSku: storageSku
     foundryEndpoint: primary.foundryEndpoint
     foundryRegion: primary.foundryRegion
+    foundryResourceId: primary.foundryResourceId
     backendResourceIds: primary.?backendResourceIds ?? []
     privateNetworking: privateNetworking
     vnetAddressPrefix: '10.40.0.0/16'
@@ -100,6 +101,7 @@ module secondaryStacks 'main.bicep' = [for (r, i) in secondaries: {
     storageSku: storageSku
     foundryEndpoint: r.foundryEndpoint
     foundryRegion: r.foundryRegion
+    foundryResourceId: r.foundryResourceId
     backendResourceIds: r.?backendResourceIds ?? []
     privateNetworking: privateNetworking
     // Distinct address spaces, so the networks can be peered later.

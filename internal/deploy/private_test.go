@@ -263,7 +263,7 @@ func TestBicepPrivateVariant(t *testing.T) {
 		{"no vault endpoint", "modules/private-network.bicep", "groupId: 'vault'", "groupId: 'vaultx'", `sub-resource "vault"`},
 		{"wrong queue zone", "modules/private-network.bicep", "var queueZone = 'privatelink.queue.", "var queueZone = 'privatelink.queues.", `"queue"`},
 		{"zone never created", "modules/private-network.bicep", "    queueZone\n    serviceBusZone", "    serviceBusZone", "queueZone is not in zoneNames"},
-		{"storage stays public", "main.bicep", "    financeReaderPrincipalType: financeReaderPrincipalType\n    publicNetworkAccess: publicAccess", "    financeReaderPrincipalType: financeReaderPrincipalType", "does not pass publicNetworkAccess"},
+		{"storage stays public", "main.bicep", "    tableAdminPrincipalId: tableAdminPrincipalId\n    publicNetworkAccess: publicAccess", "    tableAdminPrincipalId: tableAdminPrincipalId", "does not pass publicNetworkAccess"},
 		{"service bus hard-coded public", "modules/servicebus.bicep", "publicNetworkAccess: publicNetworkAccess", "publicNetworkAccess: 'Enabled'", "keeps public network access on"},
 		{"standard service bus", "main.bicep", "skuName: privateNetworking ? 'Premium'", "skuName: privateNetworking ? 'Standard'", "Premium"},
 	}
