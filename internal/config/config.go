@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/foundry-gateway/gateway/internal/money"
 	"github.com/foundry-gateway/gateway/internal/policy"
@@ -416,7 +416,7 @@ func Parse(data []byte, getenv func(string) string) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("parse: %w", err)
+		return Config{}, fmt.Errorf("parse: %w", syntaxLine(data, err))
 	}
 	c.applyDefaults()
 	if err := c.resolve(getenv); err != nil {
