@@ -9,6 +9,10 @@ BIN       := bin/handler
 LOCAL_CONFIG := infra/config/local.yaml
 GATEWAY_ADDR := 127.0.0.1:8080
 SIM_ADDR  := 127.0.0.1:8081
+# VERSION is stamped into the binary (handler version, /healthz, the startup log).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test test-unit fuzz bench tools package funcapp deploy lint clean screenshot ledger-scale
@@ -17,7 +21,7 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/handler
-	$(GO) build -o $(BIN) .
+	$(GO) build -ldflags='$(LDFLAGS)' -o $(BIN) .
 
 tools: $(AZURITE) ## install what the tests need (Azurite from npm into .tools/)
 
@@ -28,12 +32,15 @@ $(AZURITE):
 
 run: build ## start the simulator and the gateway on localhost, print a dev key
 	@mkdir -p data
+	@if curl -fs -m 2 http://$(GATEWAY_ADDR)/healthz 2>/dev/null | grep -q foundry-gateway; then \
+	  echo "a gateway is already running on http://$(GATEWAY_ADDR) (stop it first; the CLI works beside it)"; exit 1; fi
 	@set -e; \
 	./$(BIN) sim --listen $(SIM_ADDR) & SIM=$$!; \
 	trap 'kill $$SIM 2>/dev/null' EXIT INT TERM; \
 	DEV=$$( [ -s data/dev-key ] && ./$(BIN) keys get --config $(LOCAL_CONFIG) --json "$$(cut -d. -f1 data/dev-key)" 2>/dev/null || true); \
 	if ! echo "$$DEV" | grep -q '"status":"active"' || ! echo "$$DEV" | grep -q '"admin":true'; then \
-	  ./$(BIN) keys create --config $(LOCAL_CONFIG) --team dev --app local --admin --secret-only > data/dev-key; \
+	  ./$(BIN) keys create --config $(LOCAL_CONFIG) --team dev --app local --admin --secret-only > data/dev-key.new; \
+	  mv data/dev-key.new data/dev-key; \
 	fi; \
 	KEY=$$(cat data/dev-key); \
 	echo; echo "Foundry Gateway on http://$(GATEWAY_ADDR)  (simulator on http://$(SIM_ADDR))"; \
@@ -72,7 +79,7 @@ bench: build ## benchmarks: load test direct vs bare proxy vs gateway, the side-
 DEPLOYMENT ?= foundry-gateway
 
 package: ## build build/gateway.zip for Azure Functions (linux/amd64, static) and check it
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o build/linux/handler .
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS)' -o build/linux/handler .
 	$(GO) run . package --out build/gateway.zip --binary build/linux/handler --gateway-config infra/config/azure.yaml
 
 FUNCAPP := build/funcapp

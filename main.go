@@ -21,42 +21,65 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "handler:", err)
-		}
+		fmt.Fprintln(os.Stderr, "handler:", err)
 		os.Exit(exitCode(err))
 	}
 }
 
-const usageText = `handler — Foundry Gateway
+// env is what every command gets: the environment, the output streams and
+// the logger (JSON on stderr).
+type env struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
 
-Usage:
-  handler serve [--config FILE]                 run the gateway (Functions custom handler or standalone)
-  handler sim [--listen ADDR] [--config FILE]   run the Foundry / Azure OpenAI simulator
-  handler keys create --team T --app A [--models M,..] [--regions R,..] [--class interactive|batch]
-                    [--max-output-tokens N] [--over-cap clamp|reject] [--max-n N] [--admin]
-                    [--expires-in 90d | --expires-at TIME] [--json | --secret-only]
-                                                create an API key (printed once)
-  handler keys list [--team T] [--json]         list keys (never the secrets)
-  handler keys get ID [--json]                  show one key (ID or its fgw-<id> prefix)
-  handler keys rotate ID [--overlap 24h] [--expires-in D]
-                                                new key, same scope; the old one works for the overlap
-  handler keys revoke ID                        revoke a key (every instance within auth.keyCacheTTL)
-  handler usage report [--from D] [--to D] [--by team,app,model,class,date] [--format table|csv|json] [--team T]
-                                                usage and cost per team/app/model/day
-  handler usage rebuild --day D                 recompute a day's sums from UsageEvents (streams; bounded memory)
-  handler limits set --key ID|--app A|--team T [--rpm N] [--tpm N] [--monthly-tokens N]
-  handler limits list | delete                  per-key/app/team limit overrides
-  handler smoke --url URL --key KEY [--model M] [--job-timeout 3m]
-                                                check a deployed gateway: models, chat, stream, async job, usage report
-  handler package --out ZIP [--binary B] [--gateway-config FILE]
-                                                build the Azure Functions zip package
+// command is one top-level command of handler. Commands with subcommands
+// (keys, limits, usage) dispatch through [group].
+type command struct {
+	name string
+	// usage is the command's lines in `handler --help`.
+	usage string
+	run   func(ctx context.Context, e env, args []string) error
+}
 
-The config file is --config, else $GATEWAY_CONFIG, else gateway.yaml. The keys,
-limits and usage commands read only its store and models sections, so in Azure
-they need only GatewayTables__tableServiceUri (and az login).
-`
+// commands lists every top-level command, in the order of the help text.
+func commands() []command {
+	return []command{
+		{"serve", "  handler serve [--config FILE]                 run the gateway (Functions custom handler or standalone)\n", cmdServe},
+		{"sim", "  handler sim [--listen ADDR] [--config FILE]   run the Foundry / Azure OpenAI simulator\n", cmdSim},
+		{"keys", keysGroup().summary(), withStoreHint(keysGroup().run)},
+		{"usage", usageGroup().summary(), withStoreHint(usageGroup().run)},
+		{"limits", limitsGroup().summary(), withStoreHint(limitsGroup().run)},
+		{"smoke", "  handler smoke --url URL --key KEY [--model M] [--job-timeout 3m]\n" +
+			"                                                check a deployed gateway: models, chat, stream, async job, usage report\n",
+			func(ctx context.Context, e env, args []string) error {
+				err := cmdSmoke(ctx, args, e.getenv, e.stdout)
+				if errors.Is(err, flag.ErrHelp) {
+					return errHelpShown
+				}
+				return err
+			}},
+		{"package", "  handler package [--out ZIP] [--binary B] [--gateway-config FILE]\n" +
+			"                                                build the Azure Functions zip package\n", cmdPackage},
+		{"version", "  handler version [--json]                      version, commit and Go version of this binary\n", cmdVersion},
+	}
+}
 
+func usageText() string {
+	var b strings.Builder
+	b.WriteString("handler — Foundry Gateway\n\nUsage:\n")
+	for _, c := range commands() {
+		b.WriteString(c.usage)
+	}
+	b.WriteString("\nThe config file is --config, else $GATEWAY_CONFIG, else gateway.yaml. The keys,\n" +
+		"limits and usage commands need only its store and models sections, so in Azure\n" +
+		"they need only GatewayTables__tableServiceUri (and az login).\n" +
+		"`handler COMMAND --help` shows a command's flags.\n")
+	return b.String()
+}
+
+// usageError is a mistake in the command line: exit status 2.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -71,44 +94,48 @@ func exitCode(err error) int {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usageText)
+		fmt.Fprint(stderr, usageText())
 		return usageError{"missing command"}
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("GATEWAY_LOG_LEVEL"))}))
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr,
+		log: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel(getenv("GATEWAY_LOG_LEVEL"))}))}
 	switch args[0] {
-	case "serve":
-		if getenv("GATEWAY_LOG_BUFFER") != "off" {
-			lb := newLogBuffer(stderr, logFlushInterval)
-			defer lb.Close()
-			log = slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: logLevel(getenv("GATEWAY_LOG_LEVEL"))}))
-		}
-		return cmdServe(ctx, args[1:], getenv, log)
-	case "sim":
-		return cmdSim(ctx, args[1:], log, stdout)
-	case "keys":
-		return storeHint(cmdKeys(ctx, args[1:], getenv, stdout))
-	case "usage":
-		return storeHint(cmdUsage(ctx, args[1:], getenv, stdout))
-	case "limits":
-		return storeHint(cmdLimits(ctx, args[1:], getenv, stdout))
-	case "package":
-		return cmdPackage(args[1:], stdout)
-	case "smoke":
-		return cmdSmoke(ctx, args[1:], getenv, stdout)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usageText)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usageText())
 		return nil
 	}
-	fmt.Fprint(stderr, usageText)
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, e, args[1:])
+			if errors.Is(err, errHelpShown) {
+				return nil
+			}
+			return err
+		}
+	}
+	fmt.Fprint(stderr, usageText())
 	return usageError{"unknown command " + args[0]}
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// withStoreHint adds storeHint to a command's error.
+func withStoreHint(run func(ctx context.Context, e env, args []string) error) func(ctx context.Context, e env, args []string) error {
+	return func(ctx context.Context, e env, args []string) error { return storeHint(run(ctx, e, args)) }
 }
 
 // storeHint adds what to do to the errors an operator meets first in Azure:
 // a table call refused for lack of a data role (shared keys are disabled,
 // so Owner or Contributor on the account is not enough), or no credential.
 func storeHint(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, errHelpShown) {
+		return err
 	}
 	msg := err.Error()
 	switch {
@@ -119,12 +146,4 @@ func storeHint(err error) error {
 		return fmt.Errorf("%w\nhint: sign in with `az login` (or set GatewayTables to a connection string)", err)
 	}
 	return err
-}
-
-func logLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }

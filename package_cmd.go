@@ -1,21 +1,22 @@
 package main
 
 import (
-	"flag"
+	"context"
 	"fmt"
-	"io"
 
 	"github.com/foundry-gateway/gateway/internal/deploy"
 )
 
-func cmdPackage(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("package", flag.ContinueOnError)
+func cmdPackage(_ context.Context, e env, args []string) error {
+	stdout := e.stdout
+	fs := newFlagSet("package")
 	out := fs.String("out", "build/gateway.zip", "zip to write")
 	bin := fs.String("binary", "build/linux/handler", "linux/amd64 handler binary to ship")
 	cfg := fs.String("gateway-config", "infra/config/azure.yaml", "gateway config shipped as gateway.yaml")
 	root := fs.String("root", ".", "repository root (host.json, functions/)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	if err := parseSimple(fs, args, stdout, "package [--out ZIP] [--binary B] [--gateway-config FILE] [--root DIR]",
+		"build the Azure Functions zip package and check it"); err != nil {
+		return err
 	}
 	if err := deploy.Package(deploy.Options{Root: *root, Binary: *bin, Config: *cfg, Out: *out}); err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -46,18 +45,9 @@ import (
 	"github.com/foundry-gateway/gateway/internal/utilization"
 )
 
-func loadConfig(args []string, name string, getenv func(string) string) (config.Config, *flag.FlagSet, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	path := fs.String("config", "", "config file (default $GATEWAY_CONFIG or gateway.yaml)")
-	if err := fs.Parse(args); err != nil {
-		return config.Config{}, nil, usageError{err.Error()}
-	}
-	c, err := config.LoadFile(config.Path(*path, getenv), getenv)
-	return c, fs, err
-}
-
-// openStore opens the configured table store.
-func openStore(c config.Config) (store.Store, error) {
+// openStore opens the configured table store, waiting at most lockWait
+// for the embedded store's file lock.
+func openStore(c config.Config, lockWait time.Duration) (store.Store, error) {
 	switch c.Store.Kind {
 	case config.StoreAzureTables:
 		if c.Store.ConnectionString != "" {
@@ -72,7 +62,7 @@ func openStore(c config.Config) (store.Store, error) {
 		if err := os.MkdirAll(filepath.Dir(c.Store.Path), 0o755); err != nil {
 			return nil, err
 		}
-		return embedded.Open(c.Store.Path)
+		return embedded.OpenWait(c.Store.Path, lockWait)
 	}
 }
 
@@ -148,7 +138,7 @@ func table(ctx context.Context, st store.Store, c config.Config, name string) (s
 }
 
 func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.RoundTripper) (_ *app, err error) {
-	st, err := openStore(c)
+	st, err := openStore(c, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +328,8 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 			return pricing.CostOf(model, backend, deployment, ledger.ClassInteractive, u)
 		},
 		UsageReports: daily,
+		Limits:       newLimitsAdmin(c, tabs[quota.LimitsTable], tabs[auth.Table]),
+		Build:        readBuildInfo(),
 	}
 	if exact {
 		deps.Tokens = tc // else nil: the handler estimates prompts at 4 bytes per token
@@ -556,28 +548,51 @@ func (t *authorizingTransport) RoundTrip(r *http.Request) (*http.Response, error
 	return t.next.RoundTrip(r)
 }
 
-func cmdServe(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
-	c, _, err := loadConfig(args, "serve", getenv)
+func cmdServe(ctx context.Context, e env, args []string) error {
+	getenv, log := e.getenv, e.log
+	fs := newFlagSet("serve")
+	path := configFlag(fs)
+	if err := parseSimple(fs, args, e.stdout, "serve [--config FILE]", "run the gateway (Functions custom handler or standalone)"); err != nil {
+		return err
+	}
+	if getenv("GATEWAY_LOG_BUFFER") != "off" {
+		lb := newLogBuffer(e.stderr, logFlushInterval)
+		defer lb.Close()
+		log = slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: logLevel(getenv("GATEWAY_LOG_LEVEL"))}))
+	}
+	c, err := config.LoadFile(config.Path(*path, getenv), getenv)
 	if err != nil {
+		return err
+	}
+	// Listen before opening the store: a second gateway on the same
+	// address (make run twice) fails at once, saying so, instead of
+	// waiting for the store lock.
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		if base := "http://" + c.Listen; gatewayUp(ctx, base) {
+			return fmt.Errorf("a gateway is already running on %s (stop it first)", base)
+		}
 		return err
 	}
 	a, err := build(ctx, c, log, proxy.NewTransport())
 	if err != nil {
+		ln.Close()
+		if errors.Is(err, embedded.ErrLocked) {
+			return fmt.Errorf("another gateway is already running on the embedded store %s: %w", c.Store.Path, err)
+		}
 		return err
 	}
 	defer a.store.Close()
 	defer a.queue.Close()
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return err
-	}
 	h := a.handler
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.requests.Add(1); h.ServeHTTP(w, r) })
 	// net/http's own error answers (431, 501, ...) in the OpenAI shape.
 	ln = httperr.Listener(ln)
 	srv := &http.Server{Handler: counted, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: c.MaxHeaderBytes}
-	log.Info("gateway listening", "addr", ln.Addr().String(), "under_functions", c.UnderFunctions,
+	bi := readBuildInfo()
+	log.Info("gateway listening", "addr", ln.Addr().String(), "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion,
+		"under_functions", c.UnderFunctions,
 		"store", string(c.Store.Kind), "queue", string(c.Queue.Kind), "blob", string(c.Blob.Kind), "models", len(c.Models), "backends", len(c.Backends))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -13,6 +13,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jsonkey"
+	"github.com/foundry-gateway/gateway/internal/quota"
 	"github.com/foundry-gateway/gateway/internal/route"
 )
 
@@ -28,6 +29,14 @@ type keyAdmin interface {
 	Revoke(ctx context.Context, id string) (auth.Key, error)
 	Get(ctx context.Context, id string) (auth.Key, error)
 	List(ctx context.Context, team string) ([]auth.Key, error)
+}
+
+// limitsAdmin manages limit overrides (quota.Admin; `handler limits` uses
+// the same).
+type limitsAdmin interface {
+	Set(ctx context.Context, s quota.Subject, o quota.Override) (quota.Subject, error)
+	Delete(ctx context.Context, s quota.Subject) (quota.Subject, error)
+	List(ctx context.Context) ([]quota.OverrideView, error)
 }
 
 // adminPrefixes: under Azure Functions the host owns /admin/*, so every
@@ -49,6 +58,11 @@ func (g *gateway) registerAdmin(e *echo.Echo) {
 			e.POST(p+"/keys/:id/rotate", g.adminRotateKey)
 			e.POST(p+"/keys/:id/revoke", g.adminRevokeKey)
 			e.DELETE(p+"/keys/:id", g.adminRevokeKey)
+		}
+		if g.Limits != nil {
+			e.GET(p+"/limits", g.adminListLimits)
+			e.POST(p+"/limits", g.adminSetLimits)
+			e.DELETE(p+"/limits", g.adminDeleteLimits)
 		}
 		if g.UsageReports != nil {
 			e.GET(p+"/usage", UsageReport(g.UsageReports, g.usageAuthz, nil))
@@ -212,4 +226,64 @@ func decodeJSON(c echo.Context, v any) error {
 		return httperr.Wrap(err, http.StatusBadRequest, "invalid_request_error", "The request body is not valid: "+err.Error())
 	}
 	return nil
+}
+
+// limitsError maps quota.Admin errors onto the admin API's answers.
+func limitsError(err error) error {
+	if errors.Is(err, quota.ErrBadSubject) {
+		return httperr.BadRequest("invalid_request_error", err.Error())
+	}
+	return httperr.Wrap(err, http.StatusServiceUnavailable, "limits_unavailable", "The limits table cannot be read or written right now.")
+}
+
+// adminListLimits serves GET /admin/limits: every override, in the field
+// style of the keys API.
+func (g *gateway) adminListLimits(c echo.Context) error {
+	if _, err := g.admin(c); err != nil {
+		return err
+	}
+	list, err := g.Limits.List(c.Request().Context())
+	if err != nil {
+		return limitsError(err)
+	}
+	return c.JSON(http.StatusOK, struct {
+		Object string               `json:"object"`
+		Data   []quota.OverrideView `json:"data"`
+	}{"list", list})
+}
+
+// adminSetLimits serves POST /admin/limits with {"kind","id","rpm","tpm",
+// "monthly_tokens"}: fields left out keep their stored value; 200 with the
+// subject as stored (a key's lineage id).
+func (g *gateway) adminSetLimits(c echo.Context) error {
+	p, err := g.admin(c)
+	if err != nil {
+		return err
+	}
+	var v quota.OverrideView
+	if err := decodeJSON(c, &v); err != nil {
+		return err
+	}
+	s, err := g.Limits.Set(c.Request().Context(), quota.Subject{Kind: v.Kind, ID: v.ID}, v.Override())
+	if err != nil {
+		return limitsError(err)
+	}
+	g.Log.Info("admin: limits set", "request_id", requestIDOf(c), "by_team", p.Team, "kind", string(s.Kind), "id", s.ID)
+	v.Kind, v.ID = s.Kind, s.ID
+	return c.JSON(http.StatusOK, v)
+}
+
+// adminDeleteLimits serves DELETE /admin/limits?kind=K&id=ID (an app id is
+// team/app, so it is a query parameter, not a path segment).
+func (g *gateway) adminDeleteLimits(c echo.Context) error {
+	p, err := g.admin(c)
+	if err != nil {
+		return err
+	}
+	s, err := g.Limits.Delete(c.Request().Context(), quota.Subject{Kind: quota.Kind(c.QueryParam("kind")), ID: c.QueryParam("id")})
+	if err != nil {
+		return limitsError(err)
+	}
+	g.Log.Info("admin: limits deleted", "request_id", requestIDOf(c), "by_team", p.Team, "kind", string(s.Kind), "id", s.ID)
+	return c.JSON(http.StatusOK, quota.OverrideView{Kind: s.Kind, ID: s.ID})
 }

@@ -129,6 +129,21 @@ type Deps struct {
 	// UsageReports serves /admin/usage and its page: admins read every
 	// team's usage, other callers their own team's.
 	UsageReports usageReporter
+	// Limits, when set, serves the admin limits API (/admin/limits).
+	Limits limitsAdmin
+	// Build is shown by GET /healthz.
+	Build BuildInfo
+}
+
+// BuildInfo names the running binary: GET /healthz shows it, and
+// `handler version` prints it.
+type BuildInfo struct {
+	// Service is always "foundry-gateway": the CLI checks it before it
+	// talks to a running gateway.
+	Service   string `json:"service"`
+	Version   string `json:"version"`
+	Commit    string `json:"commit,omitempty"`
+	GoVersion string `json:"go"`
 }
 
 // New returns the HTTP handler of `handler serve`.
@@ -141,7 +156,12 @@ func New(d Deps) http.Handler {
 	g := &gateway{Deps: d}
 	// Readiness: the Functions host polls GET / until any response arrives.
 	e.GET("/", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, struct {
+			Status string `json:"status"`
+			BuildInfo
+		}{"ok", d.Build})
+	})
 	e.GET("/readyz", g.readyz)
 	e.HEAD("/readyz", g.readyz)
 

@@ -20,6 +20,10 @@ var (
 	_ store.Table = (*table)(nil)
 )
 
+// ErrLocked: another process (a running gateway) holds the store file's
+// lock.
+var ErrLocked = boltfile.ErrLocked
+
 // openTimeout bounds the wait for the file lock held by another process that
 // has the same file open.
 const openTimeout = 2 * time.Second
@@ -33,8 +37,12 @@ type Store struct {
 
 // Open opens (or creates) the store file at path. Only one process may have
 // it open at a time; Open fails after a few seconds if another one does.
-func Open(path string) (*Store, error) {
-	db, err := boltfile.Open(path, "embedded store", openTimeout) // errors name the file and what to do
+func Open(path string) (*Store, error) { return OpenWait(path, openTimeout) }
+
+// OpenWait is Open with its own bound on the wait for the file lock (the
+// CLI waits briefly, then uses the running gateway's admin API).
+func OpenWait(path string, wait time.Duration) (*Store, error) {
+	db, err := boltfile.Open(path, "embedded store", wait) // errors name the file and what to do
 	if err != nil {
 		return nil, err
 	}
