@@ -330,6 +330,14 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		UsageReports: daily,
 		Limits:       newLimitsAdmin(c, tabs[quota.LimitsTable], tabs[auth.Table]),
 		Build:        readBuildInfo(),
+		ResponseBackend: func(ctx context.Context, id string) (*route.Backend, bool) {
+			name, ok := aff.Lookup(ctx, id)
+			if !ok {
+				return nil, false
+			}
+			return rtr.Backend(name)
+		},
+		Resources: px,
 	}
 	if exact {
 		deps.Tokens = tc // else nil: the handler estimates prompts at 4 bytes per token

@@ -21,14 +21,12 @@ import (
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
-// inference serves one OpenAI operation in the v1 style (model in the body)
-// or the Azure deployment style (model in the path).
-func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFunc {
+// inference serves one OpenAI operation in the v1 style (model in the body),
+// the Azure deployment style (model in the path) or the Azure style of the
+// Responses API (/openai/responses?api-version=, model in the body).
+func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc {
 	op, _ := openai.ParseOp(opPath)
-	style := openai.StyleV1
-	if deploymentStyle {
-		style = openai.StyleDeployment
-	}
+	deploymentStyle := style == openai.StyleDeployment
 	return func(c echo.Context) error {
 		start := time.Now()
 		r := c.Request()
@@ -40,9 +38,9 @@ func (g *gateway) inference(opPath string, deploymentStyle bool) echo.HandlerFun
 		c.Set(ctxCaller, p.KeyID)
 		q := r.URL.Query()
 		apiVersion := q.Get("api-version")
-		if deploymentStyle && apiVersion == "" {
+		if style != openai.StyleV1 && apiVersion == "" {
 			return &httperr.Error{Status: http.StatusBadRequest, Code: "missing_api_version", Param: "api-version",
-				Msg: "The api-version query parameter is required on /openai/deployments/... paths (for example api-version=2024-10-21)."}
+				Msg: "The api-version query parameter is required on /openai/deployments/... and /openai/responses paths (for example api-version=2024-10-21)."}
 		}
 		body, err := readBody(c, g.MaxBodyBytes)
 		if err != nil {

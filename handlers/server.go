@@ -41,6 +41,11 @@ type forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, m *route.Model, c proxy.Call) proxy.Result
 }
 
+// resourceForwarder sends a call to the one backend that holds a resource.
+type resourceForwarder interface {
+	ForwardResource(w http.ResponseWriter, r *http.Request, c proxy.Resource) int
+}
+
 // admitter enforces rate limits and token budgets.
 type admitter interface {
 	Admit(ctx context.Context, h http.Header, subjects []quota.Subject, req openai.Request, body []byte) (*quota.Ticket, error)
@@ -131,6 +136,12 @@ type Deps struct {
 	UsageReports usageReporter
 	// Limits, when set, serves the admin limits API (/admin/limits).
 	Limits limitsAdmin
+	// ResponseBackend names the backend that created a stored Responses
+	// API response (the affinity table); with Resources it serves GET and
+	// DELETE /responses/{id}, POST …/cancel and GET …/input_items. nil
+	// disables them.
+	ResponseBackend func(ctx context.Context, id string) (*route.Backend, bool)
+	Resources       resourceForwarder
 	// Build is shown by GET /healthz.
 	Build BuildInfo
 }
@@ -166,15 +177,23 @@ func New(d Deps) http.Handler {
 	e.HEAD("/readyz", g.readyz)
 
 	for _, prefix := range []string{"/openai/v1", "/v1"} {
-		e.POST(prefix+"/chat/completions", g.inference("chat/completions", false))
-		e.POST(prefix+"/completions", g.inference("completions", false))
-		e.POST(prefix+"/embeddings", g.inference("embeddings", false))
-		e.POST(prefix+"/responses", g.inference("responses", false))
+		e.POST(prefix+"/chat/completions", g.inference("chat/completions", openai.StyleV1))
+		e.POST(prefix+"/completions", g.inference("completions", openai.StyleV1))
+		e.POST(prefix+"/embeddings", g.inference("embeddings", openai.StyleV1))
+		e.POST(prefix+"/responses", g.inference("responses", openai.StyleV1))
 		e.GET(prefix+"/models", g.models)
+		e.GET(prefix+"/models/:id", g.model)
+		g.registerResponses(e, prefix+"/responses", "/openai/v1/responses")
 	}
-	e.POST("/openai/deployments/:deployment/chat/completions", g.inference("chat/completions", true))
-	e.POST("/openai/deployments/:deployment/completions", g.inference("completions", true))
-	e.POST("/openai/deployments/:deployment/embeddings", g.inference("embeddings", true))
+	// The Azure SDKs' Responses path: /openai/responses?api-version=…
+	e.POST("/openai/responses", g.inference("responses", openai.StyleAzure))
+	// …and their paths for the model list and one model.
+	e.GET("/openai/models", g.models)
+	e.GET("/openai/models/:id", g.model)
+	g.registerResponses(e, "/openai/responses", "/openai/responses")
+	e.POST("/openai/deployments/:deployment/chat/completions", g.inference("chat/completions", openai.StyleDeployment))
+	e.POST("/openai/deployments/:deployment/completions", g.inference("completions", openai.StyleDeployment))
+	e.POST("/openai/deployments/:deployment/embeddings", g.inference("embeddings", openai.StyleDeployment))
 
 	g.registerAdmin(e)
 	g.registerJobs(e)
@@ -230,21 +249,15 @@ func (g *gateway) models(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
-	}
 	list := struct {
-		Object string  `json:"object"`
-		Data   []model `json:"data"`
-	}{Object: "list", Data: []model{}}
+		Object string      `json:"object"`
+		Data   []modelView `json:"data"`
+	}{Object: "list", Data: []modelView{}}
 	for _, a := range g.Router.Aliases() {
 		if !p.Scope.AllowsModel(a) {
 			continue // list only what the caller may call
 		}
-		list.Data = append(list.Data, model{ID: a, Object: "model", OwnedBy: "foundry-gateway"})
+		list.Data = append(list.Data, modelView{ID: a, Object: "model", OwnedBy: "foundry-gateway"})
 	}
 	return c.JSON(http.StatusOK, list)
 }

@@ -115,8 +115,11 @@ func Submit(ctx context.Context, st *Store, q sender, s Submission) (*Job, error
 		return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "job_store_unavailable", "The gateway cannot record the job right now. Retry shortly.")
 	}
 	style := "v1"
-	if s.Req.Style == openai.StyleDeployment {
+	switch s.Req.Style {
+	case openai.StyleDeployment:
 		style = "deployment"
+	case openai.StyleAzure:
+		style = "azure"
 	}
 	err := q.Send(ctx, queue.Outgoing{ID: j.ID, Body: s.Body, Properties: map[string]string{
 		"key": s.KeyID, "op": string(s.Req.Op), "style": style, "model": s.Req.Model,
@@ -759,8 +762,11 @@ func (d *Drainer) finish(ctx context.Context, m *queue.Message, j *Job, status S
 // message), so its backend attempts share the submitter's operation id.
 func (d *Drainer) execute(ctx context.Context, m *queue.Message, body []byte, j *Job, model *route.Model, p placement) (proxy.Result, *resultWriter, error) {
 	style := openai.StyleV1
-	if m.Properties["style"] == "deployment" {
+	switch m.Properties["style"] {
+	case "deployment":
 		style = openai.StyleDeployment
+	case "azure":
+		style = openai.StyleAzure
 	}
 	op, ok := openai.ParseOp(m.Properties["op"])
 	if !ok {

@@ -45,6 +45,10 @@ const (
 	StyleV1 Style = iota
 	// StyleDeployment is /openai/deployments/{d}/{op}?api-version=: model in the path.
 	StyleDeployment
+	// StyleAzure is /openai/{op}?api-version=: model in the body, the path
+	// the Azure SDKs use for the Responses API
+	// (AzureOpenAI().responses.create).
+	StyleAzure
 )
 
 // Request is what the gateway needs to know about a client's inference call.

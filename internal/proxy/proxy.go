@@ -471,7 +471,7 @@ func (p *Proxy) refuse(w http.ResponseWriter, err error, res *Result) Result {
 // response is done with; timedOut tells a header timeout from other errors.
 func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c Call, timeout time.Duration, span telemetry.Trace) (*http.Response, context.CancelFunc, bool, error) {
 	body := c.Body
-	if c.Req.Style == openai.StyleV1 && t.Deployment != c.Req.Model {
+	if c.Req.Style != openai.StyleDeployment && t.Deployment != c.Req.Model {
 		b, err := openai.SetModel(body, t.Deployment)
 		if err != nil {
 			return nil, nil, false, err
@@ -537,9 +537,12 @@ func pathOf(t route.Target, c Call) string {
 // targetURL builds the backend URL in the style the client used.
 func targetURL(t route.Target, c Call) string {
 	var u string
-	if c.Req.Style == openai.StyleDeployment {
+	switch c.Req.Style {
+	case openai.StyleDeployment:
 		u = t.Backend.URL + "/openai/deployments/" + url.PathEscape(t.Deployment) + "/" + string(c.Req.Op)
-	} else {
+	case openai.StyleAzure:
+		u = t.Backend.URL + "/openai/" + string(c.Req.Op)
+	default:
 		u = t.Backend.URL + "/openai/v1/" + string(c.Req.Op)
 	}
 	if c.RawQuery != "" {

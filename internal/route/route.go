@@ -247,3 +247,13 @@ func (t Target) Ready() bool {
 	}
 	return t.Backend.Health.ready(now.UnixNano())
 }
+
+// Backend returns the configured backend with that name.
+func (r *Router) Backend(name string) (*Backend, bool) {
+	for _, b := range r.backends {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return nil, false
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 )
@@ -117,6 +118,7 @@ func (c *call) createResponse() error {
 	if len(req.Input) == 0 || string(req.Input) == "null" {
 		return errMissing("input")
 	}
+	c.input = req.Input
 	var limit int64
 	if req.MaxOutputTokens != nil {
 		if *req.MaxOutputTokens < minOutputTokens {
@@ -243,7 +245,7 @@ func (c *call) finishResponse(resp *responseObject, pl plan, store bool) {
 	resp.Usage = u
 	if store {
 		b, _ := json.Marshal(resp) // plain data, cannot fail
-		c.s.responses.put(resp.ID, storedResponse{body: b, tokens: u.TotalTokens})
+		c.s.responses.put(resp.ID, storedResponse{body: b, tokens: u.TotalTokens, input: inputItems(c.input, c.idWith("msg_in_"))})
 	}
 }
 
@@ -354,6 +356,110 @@ func (s *Server) getResponse(w http.ResponseWriter, id string) {
 type storedResponse struct {
 	body   []byte // the final response object as sent
 	tokens int64  // its total tokens, the context a follow-up turn carries
+	// input is the request's input as items (GET …/input_items), in order.
+	input []json.RawMessage
+}
+
+// inputItems turns a Responses input (a string, or an array of items or
+// role/content messages) into items with ids, as input_items lists them.
+func inputItems(raw json.RawMessage, idPrefix string) []json.RawMessage {
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		raw, _ = json.Marshal([]map[string]any{{"role": "user", "content": text}})
+	}
+	var items []map[string]any
+	if json.Unmarshal(raw, &items) != nil {
+		return nil
+	}
+	out := make([]json.RawMessage, 0, len(items))
+	for i, it := range items {
+		if it["type"] == nil {
+			it["type"] = "message"
+		}
+		if s, ok := it["content"].(string); ok { // shorthand: one input_text part
+			it["content"] = []map[string]any{{"type": "input_text", "text": s}}
+		}
+		if it["type"] == "message" && it["status"] == nil {
+			it["status"] = "completed"
+		}
+		if it["id"] == nil {
+			it["id"] = fmt.Sprintf("%s%d", idPrefix, i)
+		}
+		b, _ := json.Marshal(it) // decoded JSON, cannot fail
+		out = append(out, b)
+	}
+	return out
+}
+
+// deleteResponse serves DELETE /responses/{id}.
+func (s *Server) deleteResponse(w http.ResponseWriter, id string) {
+	if !s.responses.remove(id) {
+		writeError(w, errResponseNotFound(id))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "response", "deleted": true})
+}
+
+// cancelResponse serves POST /responses/{id}/cancel. The simulator
+// answers every response at once (no background mode), so a stored
+// response is never cancellable, as for a response created without
+// background: true on a real resource.
+func (s *Server) cancelResponse(w http.ResponseWriter, id string) {
+	if _, ok := s.responses.get(id); !ok {
+		writeError(w, errResponseNotFound(id))
+		return
+	}
+	writeError(w, &apiError{status: http.StatusBadRequest, Code: "invalid_request_error", Type: "invalid_request_error",
+		Message: "Only responses created with background mode can be cancelled."})
+}
+
+// listInputItems serves GET /responses/{id}/input_items: the input
+// items, newest first unless order=asc, after= and limit= (default 20,
+// 1-100) paginate.
+func (s *Server) listInputItems(w http.ResponseWriter, r *http.Request, id string) {
+	stored, ok := s.responses.get(id)
+	if !ok {
+		writeError(w, errResponseNotFound(id))
+		return
+	}
+	q := r.URL.Query()
+	items := slices.Clone(stored.input)
+	if q.Get("order") != "asc" {
+		slices.Reverse(items)
+	}
+	if after := q.Get("after"); after != "" {
+		for i, it := range items {
+			var v struct{ ID string }
+			if json.Unmarshal(it, &v) == nil && v.ID == after {
+				items = items[i+1:]
+				break
+			}
+		}
+	}
+	limit := 20
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100 {
+			writeError(w, errInvalid("limit", "Invalid 'limit': expected an integer between 1 and 100."))
+			return
+		}
+		limit = n
+	}
+	more := len(items) > limit
+	items = items[:min(limit, len(items))]
+	list := map[string]any{"object": "list", "data": items, "has_more": more, "first_id": nil, "last_id": nil}
+	if len(items) > 0 {
+		var first, last struct{ ID string }
+		_ = json.Unmarshal(items[0], &first)
+		_ = json.Unmarshal(items[len(items)-1], &last)
+		list["first_id"], list["last_id"] = first.ID, last.ID
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func errResponseNotFound(id string) *apiError {
+	return &apiError{status: http.StatusNotFound, Code: "not_found", Type: "invalid_request_error",
+		Message: fmt.Sprintf("Response with id '%s' not found.", id)}
 }
 
 // responseStore remembers the last max responses this instance created, so
@@ -385,6 +491,15 @@ func (s *responseStore) put(id string, r storedResponse) {
 		s.next = (s.next + 1) % s.max
 	}
 	s.m[id] = r
+}
+
+// remove forgets id; false when it was not stored.
+func (s *responseStore) remove(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[id]
+	delete(s.m, id) // its ring slot stays; put evicts an absent id harmlessly
+	return ok
 }
 
 func (s *responseStore) get(id string) (storedResponse, bool) {

@@ -269,3 +269,60 @@ func TestResponseStoreBound(t *testing.T) {
 		t.Errorf("stored: got %d, want 2", got)
 	}
 }
+
+// TestResponseResources covers DELETE /responses/{id}, POST …/cancel and
+// GET …/input_items on stored responses.
+func TestResponseResources(t *testing.T) {
+	_, srv, _ := newTestServer(t, testConfig())
+	_, created := createResp(t, srv, `{"model":"chat","input":[{"role":"user","content":"first"},{"role":"user","content":[{"type":"input_text","text":"second"}]},{"role":"assistant","content":"third"}]}`)
+	id := str(t, created, "id")
+	do := func(method, path string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL+path, nil)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, decodeJSON(t, resp)
+	}
+	texts := func(m map[string]any) []string {
+		var out []string
+		for _, it := range m["data"].([]any) {
+			c := it.(map[string]any)["content"].([]any)[0].(map[string]any)
+			out = append(out, c["text"].(string))
+		}
+		return out
+	}
+	code, m := do(http.MethodGet, "/openai/v1/responses/"+id+"/input_items")
+	if code != 200 || strings.Join(texts(m), ",") != "third,second,first" || m["has_more"] != false {
+		t.Fatalf("input_items: %d %v", code, m)
+	}
+	code, m = do(http.MethodGet, "/openai/v1/responses/"+id+"/input_items?order=asc&limit=1")
+	if code != 200 || strings.Join(texts(m), ",") != "first" || m["has_more"] != true {
+		t.Fatalf("input_items asc limit 1: %d %v", code, m)
+	}
+	code, m = do(http.MethodGet, "/openai/v1/responses/"+id+"/input_items?order=asc&after="+m["last_id"].(string))
+	if code != 200 || strings.Join(texts(m), ",") != "second,third" {
+		t.Fatalf("input_items after: %d %v", code, m)
+	}
+	if code, _ := do(http.MethodGet, "/openai/v1/responses/"+id+"/input_items?limit=0"); code != 400 {
+		t.Errorf("limit=0: %d, want 400", code)
+	}
+	if code, m := do(http.MethodPost, "/openai/v1/responses/"+id+"/cancel"); code != 400 {
+		t.Errorf("cancel of a finished response: %d %v, want 400", code, m)
+	}
+	if code, m := do(http.MethodDelete, "/openai/v1/responses/"+id); code != 200 || m["deleted"] != true || m["id"] != id {
+		t.Errorf("delete: %d %v", code, m)
+	}
+	for _, p := range []string{"", "/input_items"} {
+		if code, _ := do(http.MethodGet, "/openai/v1/responses/"+id+p); code != 404 {
+			t.Errorf("GET %q after delete: %d, want 404", p, code)
+		}
+	}
+	if code, _ := do(http.MethodDelete, "/openai/v1/responses/"+id); code != 404 {
+		t.Errorf("second delete: %d, want 404", code)
+	}
+	if code, _ := do(http.MethodGet, "/openai/v1/responses/"+id+"/bogus"); code != 404 {
+		t.Errorf("unknown sub-path: %d, want 404", code)
+	}
+}

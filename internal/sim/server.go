@@ -219,7 +219,8 @@ func parseOperation(path string) (operation, bool) {
 //	deployments/{deployment}/{chat/completions|completions|embeddings}  api-version required
 //	v1/{chat/completions|completions|embeddings|responses}            model in body, api-version optional
 //	responses                                                          model in body, api-version required (azure package path)
-//	[v1/]responses/{id}                                                GET a stored response
+//	[v1/]responses/{id}                                                GET or DELETE a stored response
+//	[v1/]responses/{id}/cancel, [v1/]responses/{id}/input_items        POST cancel, GET its input items
 func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request, id [16]byte, rest string) {
 	if after, ok := strings.CutPrefix(rest, "deployments/"); ok {
 		name, opPath, _ := strings.Cut(after, "/")
@@ -235,16 +236,26 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request, id [16]byte
 	if after, ok := strings.CutPrefix(rest, "v1/"); ok {
 		rest, v1 = after, true
 	}
-	if respID, ok := strings.CutPrefix(rest, "responses/"); ok && respID != "" && !strings.Contains(respID, "/") {
-		if r.Method != http.MethodGet {
-			writeError(w, errMethod())
-			return
-		}
+	if respPath, ok := strings.CutPrefix(rest, "responses/"); ok && respPath != "" {
+		respID, sub, _ := strings.Cut(respPath, "/")
 		if !v1 && r.URL.Query().Get("api-version") == "" {
 			writeError(w, errNoAPIVersion())
 			return
 		}
-		s.getResponse(w, respID)
+		switch {
+		case sub == "" && r.Method == http.MethodGet:
+			s.getResponse(w, respID)
+		case sub == "" && r.Method == http.MethodDelete:
+			s.deleteResponse(w, respID)
+		case sub == "cancel" && r.Method == http.MethodPost:
+			s.cancelResponse(w, respID)
+		case sub == "input_items" && r.Method == http.MethodGet:
+			s.listInputItems(w, r, respID)
+		case sub == "" || sub == "cancel" || sub == "input_items":
+			writeError(w, errMethod())
+		default:
+			writeError(w, errNotFound())
+		}
 		return
 	}
 	op, known := parseOperation(rest)
@@ -270,7 +281,8 @@ type call struct {
 	steer      steering
 	fault      fault
 	pace       pacing
-	limitsSet  bool // rate-limit headers already written
+	limitsSet  bool            // rate-limit headers already written
+	input      json.RawMessage // a Responses request's input, kept with the response
 }
 
 // serveInference runs the checks every inference call shares, in Azure's
