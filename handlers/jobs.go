@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -118,16 +119,33 @@ func (g *gateway) listJobs(c echo.Context) error {
 		}
 		limit = n
 	}
-	list, err := g.Jobs.List(c.Request().Context(), p.KeyID, status, limit)
+	// Pages, newest first: after=<job id> continues after that job (the
+	// last_id of the page before); has_more says whether another page
+	// follows. The whole list is read either way (one partition).
+	list, err := g.Jobs.List(c.Request().Context(), p.KeyID, status, 0)
 	if err != nil {
 		return err
 	}
+	if after := c.QueryParam("after"); after != "" {
+		i := slices.IndexFunc(list, func(j *jobs.Job) bool { return j.ID == after })
+		if i < 0 {
+			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_request_error", Param: "after",
+				Msg: "after must be the id of one of your jobs in this listing (the last_id of the previous page)."}
+		}
+		list = list[i+1:]
+	}
 	out := struct {
-		Object string    `json:"object"`
-		Data   []jobView `json:"data"`
-	}{Object: "list", Data: []jobView{}}
-	for _, j := range list {
+		Object  string    `json:"object"`
+		Data    []jobView `json:"data"`
+		FirstID *string   `json:"first_id"`
+		LastID  *string   `json:"last_id"`
+		HasMore bool      `json:"has_more"`
+	}{Object: "list", Data: []jobView{}, HasMore: len(list) > limit}
+	for _, j := range list[:min(limit, len(list))] {
 		out.Data = append(out.Data, viewOf(j))
+	}
+	if n := len(out.Data); n > 0 {
+		out.FirstID, out.LastID = &out.Data[0].ID, &out.Data[n-1].ID
 	}
 	return c.JSON(http.StatusOK, out)
 }
