@@ -46,7 +46,12 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
-		req, err := openai.Parse(op, style, c.Param("deployment"), apiVersion, body)
+		var req openai.Request
+		if op.Multipart() {
+			req, err = openai.ParseMultipart(op, style, c.Param("deployment"), apiVersion, r.Header.Get("Content-Type"), body)
+		} else {
+			req, err = openai.Parse(op, style, c.Param("deployment"), apiVersion, body)
+		}
 		if err != nil {
 			return badRequest(err)
 		}
@@ -69,6 +74,9 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 				Msg: "Embeddings cannot be streamed."}
 		}
 		async := wantsAsync(r.Header)
+		if async && op.Media() {
+			return httperr.BadRequest("invalid_request_error", "Image and audio requests cannot be queued with Prefer: respond-async.")
+		}
 		// Scope and the model's policy: priority class (403), per-request
 		// caps (400 or clamped; the body sent on is the clamped one).
 		body, clamped, err := p.Scope.WithCaps(m.Caps).Admit(&req, async, body)
@@ -122,7 +130,7 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 			Stream: req.Stream, Status: res.Status, Attempts: res.Attempts, Latency: time.Since(start), TTFB: res.TTFB,
 			Complete: res.Complete, Usage: res.Usage, Class: "interactive", TraceID: tr.TraceID, Text: res.Text,
 		}
-		if !res.Usage.Reported && res.Backend != "" {
+		if !res.Usage.Reported && res.Backend != "" && !op.Media() {
 			e.PromptEstimate = g.promptTokens(op, req.Model, body)
 		}
 		if g.Telemetry != nil { // dimensions and measurements of the request item

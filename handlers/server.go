@@ -181,6 +181,9 @@ func New(d Deps) http.Handler {
 		e.POST(prefix+"/completions", g.inference("completions", openai.StyleV1))
 		e.POST(prefix+"/embeddings", g.inference("embeddings", openai.StyleV1))
 		e.POST(prefix+"/responses", g.inference("responses", openai.StyleV1))
+		for _, op := range []string{"images/generations", "audio/speech", "audio/transcriptions"} {
+			e.POST(prefix+"/"+op, g.inference(op, openai.StyleV1))
+		}
 		e.GET(prefix+"/models", g.models)
 		e.GET(prefix+"/models/:id", g.model)
 		g.registerResponses(e, prefix+"/responses", "/openai/v1/responses")
@@ -194,6 +197,9 @@ func New(d Deps) http.Handler {
 	e.POST("/openai/deployments/:deployment/chat/completions", g.inference("chat/completions", openai.StyleDeployment))
 	e.POST("/openai/deployments/:deployment/completions", g.inference("completions", openai.StyleDeployment))
 	e.POST("/openai/deployments/:deployment/embeddings", g.inference("embeddings", openai.StyleDeployment))
+	for _, op := range []string{"images/generations", "audio/speech", "audio/transcriptions"} {
+		e.POST("/openai/deployments/:deployment/"+op, g.inference(op, openai.StyleDeployment))
+	}
 
 	g.registerAdmin(e)
 	g.registerJobs(e)

@@ -21,7 +21,21 @@ const (
 	OpCompletions Op = "completions"
 	OpEmbeddings  Op = "embeddings"
 	OpResponses   Op = "responses"
+	// Media operations: passed through, with usage where the backend
+	// reports it (gpt-image-1 and gpt-4o-transcribe do, as input_tokens /
+	// output_tokens; dall-e, whisper and speech do not).
+	OpImages         Op = "images/generations"
+	OpSpeech         Op = "audio/speech"
+	OpTranscriptions Op = "audio/transcriptions"
 )
+
+// Media reports an image or audio operation: no output-token caps, no
+// async jobs, admission counts the prompt only.
+func (o Op) Media() bool { return o == OpImages || o == OpSpeech || o == OpTranscriptions }
+
+// Multipart reports an operation whose body is multipart/form-data (an
+// uploaded file) rather than JSON.
+func (o Op) Multipart() bool { return o == OpTranscriptions }
 
 // Kind returns the usage family of the operation.
 func (o Op) Kind() usage.Kind {
@@ -68,6 +82,9 @@ type Request struct {
 	N int64
 	// PreviousResponseID of a Responses API call continuing a conversation.
 	PreviousResponseID string
+	// ContentType is the multipart/form-data content type (with its
+	// boundary) of a Multipart operation's body; "" for JSON bodies.
+	ContentType string
 }
 
 // Errors from Parse, wrapped with details.
@@ -112,9 +129,13 @@ func Parse(op Op, style Style, pathModel, apiVersion string, body []byte) (Reque
 		if !f("prompt").Exists() {
 			return Request{}, fmt.Errorf("%w: prompt", ErrMissing)
 		}
-	case OpEmbeddings, OpResponses:
+	case OpEmbeddings, OpResponses, OpSpeech:
 		if !f("input").Exists() {
 			return Request{}, fmt.Errorf("%w: input", ErrMissing)
+		}
+	case OpImages:
+		if !f("prompt").Exists() {
+			return Request{}, fmt.Errorf("%w: prompt", ErrMissing)
 		}
 	}
 	r.Stream = f("stream").Bool()
@@ -172,6 +193,8 @@ func ParseOp(suffix string) (Op, bool) {
 		return OpEmbeddings, true
 	case OpResponses:
 		return OpResponses, true
+	case OpImages, OpSpeech, OpTranscriptions:
+		return Op(strings.Trim(suffix, "/")), true
 	}
 	return "", false
 }

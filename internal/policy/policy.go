@@ -184,7 +184,7 @@ func (s Scope) Admit(req *openai.Request, async bool, body []byte) (out []byte, 
 			}
 		}
 	}
-	if s.MaxOutputTokens == 0 || req.Op == openai.OpEmbeddings {
+	if s.MaxOutputTokens == 0 || req.Op == openai.OpEmbeddings || req.Op.Media() {
 		return body, "", nil
 	}
 	return s.capOutput(req, body)

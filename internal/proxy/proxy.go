@@ -472,7 +472,11 @@ func (p *Proxy) refuse(w http.ResponseWriter, err error, res *Result) Result {
 func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c Call, timeout time.Duration, span telemetry.Trace) (*http.Response, context.CancelFunc, bool, error) {
 	body := c.Body
 	if c.Req.Style != openai.StyleDeployment && t.Deployment != c.Req.Model {
-		b, err := openai.SetModel(body, t.Deployment)
+		set := openai.SetModel
+		if c.Req.ContentType != "" {
+			set = func(body []byte, m string) ([]byte, error) { return openai.SetFormModel(c.Req.ContentType, body, m) }
+		}
+		b, err := set(body, t.Deployment)
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -493,6 +497,9 @@ func (p *Proxy) attempt(ctx context.Context, r *http.Request, t route.Target, c 
 		out.Header.Del(p.opt.AffinityHeader)
 	}
 	out.Header.Set("Content-Type", "application/json")
+	if c.Req.ContentType != "" {
+		out.Header.Set("Content-Type", c.Req.ContentType)
+	}
 	out.Header.Set("Accept-Encoding", "identity")
 	if c.RequestID != "" {
 		out.Header.Set("X-Ms-Client-Request-Id", c.RequestID)

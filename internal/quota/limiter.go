@@ -146,7 +146,7 @@ func (l *Limiter) Overrides() *Overrides { return l.ovTable }
 // promptTokens: embeddings count their input only; other operations add
 // max output (or limits.defaultMaxOutput) times n.
 func (l *Limiter) Estimate(req openai.Request, promptTokens int64) Estimate {
-	if req.Op == openai.OpEmbeddings {
+	if req.Op == openai.OpEmbeddings || req.Op.Media() {
 		return Estimate{Tokens: promptTokens, Prompt: promptTokens}
 	}
 	out := req.MaxOutput

@@ -192,11 +192,14 @@ const (
 	opCompletions
 	opEmbeddings
 	opResponses
+	opImages
+	opSpeech
+	opTranscriptions
 )
 
 // azureName is the operation id Azure uses in its messages.
 func (o operation) azureName() string {
-	return [...]string{"chatCompletion", "completion", "embeddings", "responses"}[o]
+	return [...]string{"chatCompletion", "completion", "embeddings", "responses", "imageGeneration", "audioSpeech", "audioTranscription"}[o]
 }
 
 // parseOperation maps the path after the deployment or v1 prefix.
@@ -210,6 +213,12 @@ func parseOperation(path string) (operation, bool) {
 		return opEmbeddings, true
 	case "responses":
 		return opResponses, true
+	case "images/generations":
+		return opImages, true
+	case "audio/speech":
+		return opSpeech, true
+	case "audio/transcriptions":
+		return opTranscriptions, true
 	}
 	return 0, false
 }
@@ -281,8 +290,9 @@ type call struct {
 	steer      steering
 	fault      fault
 	pace       pacing
-	limitsSet  bool            // rate-limit headers already written
-	input      json.RawMessage // a Responses request's input, kept with the response
+	limitsSet  bool              // rate-limit headers already written
+	input      json.RawMessage   // a Responses request's input, kept with the response
+	form       map[string]string // a multipart request's fields (file: its size)
 }
 
 // serveInference runs the checks every inference call shares, in Azure's
@@ -317,15 +327,23 @@ func (c *call) serve(deploymentName string, versionRequired bool) error {
 		return fmt.Errorf("reading body: %w", err)
 	}
 	c.body = body
-	if !gjson.ValidBytes(body) {
-		return errInvalidJSON()
+	model := ""
+	if c.op == opTranscriptions {
+		if err := c.parseForm(); err != nil {
+			return err
+		}
+		model = c.form["model"]
+	} else {
+		if !gjson.ValidBytes(body) {
+			return errInvalidJSON()
+		}
+		model = gjson.GetBytes(body, "model").Str
 	}
 	if c.d == nil {
-		model := gjson.GetBytes(body, "model")
-		if model.Type != gjson.String || model.Str == "" {
+		if model == "" {
 			return errMissing("model")
 		}
-		if err := c.lookup(model.Str); err != nil {
+		if err := c.lookup(model); err != nil {
 			return err
 		}
 	}
@@ -360,6 +378,12 @@ func (c *call) serve(deploymentName string, versionRequired bool) error {
 		return c.completions()
 	case opEmbeddings:
 		return c.embeddings()
+	case opImages:
+		return c.images()
+	case opSpeech:
+		return c.speech()
+	case opTranscriptions:
+		return c.transcription()
 	default:
 		return c.createResponse()
 	}

@@ -40,7 +40,7 @@ func TestRequestErrors(t *testing.T) {
 		{"stream_options without stream", "POST", classicChat, `{"stream_options":{"include_usage":true},` + user + `}`, 400, "invalid_value", "stream_options", ""},
 		{"azure-style responses need api-version", "POST", "/openai/responses", `{"model":"chat","input":"x"}`, 400, "MissingApiVersionParameter", "api-version", ""},
 		{"responses on a deployment path", "POST", "/openai/deployments/chat/responses?api-version=2025-04-01-preview", `{"input":"x"}`, 404, "404", "", ""},
-		{"unknown path", "POST", "/openai/v1/images/generations", `{}`, 404, "404", "", ""},
+		{"unknown path", "POST", "/openai/v1/images/variations", `{}`, 404, "404", "", ""},
 		{"outside /openai", "GET", "/", ``, 404, "404", "", ""},
 		{"GET on a POST route", "GET", classicChat, ``, 405, "405", "", ""},
 		{"bad steering header value", "POST", classicChat, `{` + user + `}`, 400, "invalid_value", "", "explode"},

@@ -153,6 +153,9 @@ func (c *Counter) Prompt(op openai.Op, model string, body []byte) (n int64) {
 			n = bytesQuarter(len(body))
 		}
 	}()
+	if op.Multipart() {
+		return 0 // an uploaded file: its tokens are known only from the backend's usage
+	}
 	if !gjson.ValidBytes(body) {
 		return bytesQuarter(len(body))
 	}
