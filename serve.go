@@ -572,21 +572,25 @@ func cmdServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Listen before opening the store: a second gateway on the same
-	// address (make run twice) fails at once, saying so, instead of
-	// waiting for the store lock.
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		if base := "http://" + c.Listen; gatewayUp(ctx, base) {
-			return fmt.Errorf("a gateway is already running on %s (stop it first)", base)
-		}
-		return err
+	// A second gateway on the same address (make run twice) fails at
+	// once, saying so, instead of waiting for the store lock.
+	base := "http://" + c.Listen
+	if gatewayUp(ctx, base) {
+		return fmt.Errorf("a gateway is already running on %s (stop it first)", base)
 	}
 	a, err := build(ctx, c, log, proxy.NewTransport())
 	if err != nil {
-		ln.Close()
 		if errors.Is(err, embedded.ErrLocked) {
 			return fmt.Errorf("another gateway is already running on the embedded store %s: %w", c.Store.Path, err)
+		}
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		a.store.Close()
+		a.queue.Close()
+		if gatewayUp(ctx, base) {
+			return fmt.Errorf("a gateway is already running on %s (stop it first)", base)
 		}
 		return err
 	}
