@@ -330,12 +330,13 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		UsageReports: daily,
 		Limits:       newLimitsAdmin(c, tabs[quota.LimitsTable], tabs[auth.Table]),
 		Build:        readBuildInfo(),
-		ResponseBackend: func(ctx context.Context, id string) (*route.Backend, bool) {
-			name, ok := aff.Lookup(ctx, id)
+		ResponseBackend: func(ctx context.Context, id string) (*route.Backend, string, bool) {
+			name, owner, ok := aff.LookupOwner(ctx, id)
 			if !ok {
-				return nil, false
+				return nil, "", false
 			}
-			return rtr.Backend(name)
+			b, ok := rtr.Backend(name)
+			return b, owner, ok
 		},
 		Resources: px,
 	}

@@ -38,10 +38,12 @@ func (g *gateway) responseResource(method, backendPrefix, sub string) echo.Handl
 		if g.ResponseBackend == nil || g.Resources == nil || id == "" || strings.ContainsAny(id, "/?#") {
 			return notFound
 		}
-		b, ok := g.ResponseBackend(r.Context(), id)
-		// A caller limited to regions never reaches a backend outside them,
-		// not even to read a stored response.
-		if !ok || (len(p.Scope.Regions) > 0 && !slices.Contains(p.Scope.Regions, b.Region)) {
+		b, owner, ok := g.ResponseBackend(r.Context(), id)
+		// Only the caller that created a response may use it (its key's
+		// lineage, or its token identity), as on the backend, where a
+		// response belongs to the resource's one credential; a caller
+		// limited to regions never reaches a backend outside them.
+		if !ok || (owner != "" && owner != p.KeyID) || (len(p.Scope.Regions) > 0 && !slices.Contains(p.Scope.Regions, b.Region)) {
 			return notFound
 		}
 		var body []byte

@@ -140,7 +140,9 @@ type Deps struct {
 	// API response (the affinity table); with Resources it serves GET and
 	// DELETE /responses/{id}, POST …/cancel and GET …/input_items. nil
 	// disables them.
-	ResponseBackend func(ctx context.Context, id string) (*route.Backend, bool)
+	// owner is the caller id that created it ("" when unknown); only that
+	// caller may use it.
+	ResponseBackend func(ctx context.Context, id string) (b *route.Backend, owner string, ok bool)
 	Resources       resourceForwarder
 	// Build is shown by GET /healthz.
 	Build BuildInfo

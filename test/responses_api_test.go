@@ -36,8 +36,10 @@ func TestResponsesAPIWithOfficialSDK(t *testing.T) {
     targets:
       - { backend: sim-paygo, deployment: gpt-4o-mini }
       - { backend: sim-b, deployment: gpt-4o-mini }`,
+		extraKeys: [][]string{{"--team", "research", "--app", "other"}},
 	})
 	ctx := context.Background()
+	other := openai.NewClient(option.WithBaseURL(s.URL+"/openai/v1/"), option.WithAPIKey(s.ExtraKeys[0]), option.WithMaxRetries(0))
 	for name, c := range clients(s) {
 		if name == "v1-short" {
 			continue
@@ -70,6 +72,11 @@ func TestResponsesAPIWithOfficialSDK(t *testing.T) {
 				}
 				if got.ID != id || got.Status != "completed" || raw.Header.Get("X-Gateway-Backend") != backend {
 					t.Errorf("get %s: id %s status %s via %s, want it from %s", id, got.ID, got.Status, raw.Header.Get("X-Gateway-Backend"), backend)
+				}
+				// Another caller cannot use it, even knowing the id.
+				var otherErr *openai.Error
+				if _, err := other.Responses.Get(ctx, id, responses.ResponseGetParams{}); !errors.As(err, &otherErr) || otherErr.StatusCode != http.StatusNotFound {
+					t.Errorf("get %s with another key: %v, want 404", id, err)
 				}
 				items, err := c.Responses.InputItems.List(ctx, id, responses.InputItemListParams{})
 				if err != nil {

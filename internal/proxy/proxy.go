@@ -60,7 +60,7 @@ type Options struct {
 // Affinity remembers which backend created a Responses API response.
 // Remember must not block; Lookup may read a store.
 type Affinity interface {
-	Remember(responseID, backend string)
+	Remember(responseID, backend, owner string)
 	Lookup(ctx context.Context, responseID string) (backend string, ok bool)
 }
 
@@ -698,7 +698,7 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 	finish()
 	if head != nil {
 		if id := responseID(head, sse); id != "" {
-			p.opt.Affinity.Remember(id, t.Backend.Name)
+			p.opt.Affinity.Remember(id, t.Backend.Name, c.Caller)
 		}
 	}
 }

@@ -302,7 +302,7 @@ type memAffinity struct {
 	m  map[string]string
 }
 
-func (a *memAffinity) Remember(id, b string) { a.mu.Lock(); a.m[id] = b; a.mu.Unlock() }
+func (a *memAffinity) Remember(id, b, _ string) { a.mu.Lock(); a.m[id] = b; a.mu.Unlock() }
 func (a *memAffinity) Lookup(_ context.Context, id string) (string, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

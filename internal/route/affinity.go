@@ -18,7 +18,9 @@ import (
 // AffinityTable is the table of response id → backend (without the
 // configured prefix). PartitionKey is the first two hex characters of the
 // SHA-256 of the id (256 partitions), RowKey the response id; properties
-// Backend (string) and ExpiresAt (time). Rows past ExpiresAt are ignored.
+// Backend (string), ExpiresAt (time) and Owner (string: the caller id that
+// created it; absent in rows written before it was kept). Rows past
+// ExpiresAt are ignored.
 const AffinityTable = "ResponseAffinity"
 
 // AffinityOptions tune an [Affinity]. Zero values take the defaults noted.
@@ -56,8 +58,8 @@ type Affinity struct {
 }
 
 type affinityRow struct {
-	id, backend string
-	expires     time.Time
+	id, backend, owner string
+	expires            time.Time
 }
 
 // NewAffinity returns an Affinity over t (the AffinityTable).
@@ -81,12 +83,13 @@ func NewAffinity(t store.Table, log *slog.Logger, opt AffinityOptions) *Affinity
 		items: map[string]*list.Element{}, order: list.New()}
 }
 
-// Remember records that backend created the response id. It never blocks.
-func (a *Affinity) Remember(id, backend string) {
+// Remember records that backend created the response id for the caller
+// owner. It never blocks.
+func (a *Affinity) Remember(id, backend, owner string) {
 	if id == "" || rules.Key(id) != nil {
 		return
 	}
-	row := affinityRow{id: id, backend: backend, expires: a.opt.Now().Add(a.opt.TTL)}
+	row := affinityRow{id: id, backend: backend, owner: owner, expires: a.opt.Now().Add(a.opt.TTL)}
 	a.put(row)
 	select {
 	case a.writes <- row:
@@ -101,8 +104,15 @@ func (a *Affinity) Remember(id, backend string) {
 // else from the store (one read per id and instance). ok is false when
 // the id is unknown, expired or the store cannot be read in time.
 func (a *Affinity) Lookup(ctx context.Context, id string) (string, bool) {
+	backend, _, ok := a.LookupOwner(ctx, id)
+	return backend, ok
+}
+
+// LookupOwner is Lookup that also returns the caller id that created the
+// response ("" for rows written before owners were kept).
+func (a *Affinity) LookupOwner(ctx context.Context, id string) (backend, owner string, ok bool) {
 	if id == "" || rules.Key(id) != nil {
-		return "", false
+		return "", "", false
 	}
 	now := a.opt.Now()
 	a.mu.Lock()
@@ -111,7 +121,7 @@ func (a *Affinity) Lookup(ctx context.Context, id string) (string, bool) {
 		if now.Before(row.expires) {
 			a.order.MoveToFront(el)
 			a.mu.Unlock()
-			return row.backend, true
+			return row.backend, row.owner, true
 		}
 	}
 	a.mu.Unlock()
@@ -122,15 +132,16 @@ func (a *Affinity) Lookup(ctx context.Context, id string) (string, bool) {
 		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 			a.log.Warn("response affinity read failed", "error", err)
 		}
-		return "", false
+		return "", "", false
 	}
-	backend, _ := e.Props["Backend"].(string)
+	backend, _ = e.Props["Backend"].(string)
+	owner, _ = e.Props["Owner"].(string)
 	expires, _ := e.Props["ExpiresAt"].(time.Time)
 	if backend == "" || !now.Before(expires) {
-		return "", false
+		return "", "", false
 	}
-	a.put(affinityRow{id: id, backend: backend, expires: expires})
-	return backend, true
+	a.put(affinityRow{id: id, backend: backend, owner: owner, expires: expires})
+	return backend, owner, true
 }
 
 func (a *Affinity) put(row affinityRow) {
@@ -180,6 +191,9 @@ func (a *Affinity) write(ctx context.Context, row affinityRow) {
 	e := store.Entity{PartitionKey: partitionOf(row.id), RowKey: row.id, Props: map[string]any{
 		"Backend": row.backend, "ExpiresAt": rules.Time(row.expires),
 	}}
+	if row.owner != "" {
+		e.Props["Owner"] = row.owner
+	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := a.t.Upsert(wctx, e); err != nil {

@@ -40,15 +40,18 @@ func TestAffinityAcrossInstances(t *testing.T) {
 	one := NewAffinity(tb, log, AffinityOptions{TTL: time.Hour, Now: clk.Now})
 	two := NewAffinity(tb, log, AffinityOptions{TTL: time.Hour, Now: clk.Now})
 	runWriter(t, one)
-	one.Remember("resp_abc", "sim-b")
+	one.Remember("resp_abc", "sim-b", "key1")
 	if got, ok := one.Lookup(context.Background(), "resp_abc"); !ok || got != "sim-b" {
 		t.Fatalf("same instance: got %q %v, want sim-b", got, ok)
 	}
 	// The other instance reads the store once the writer has written.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, ok := two.Lookup(context.Background(), "resp_abc")
+		got, owner, ok := two.LookupOwner(context.Background(), "resp_abc")
 		if ok && got == "sim-b" {
+			if owner != "key1" {
+				t.Errorf("other instance: owner %q, want key1 from the store", owner)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -82,7 +85,7 @@ func TestAffinityFullBufferDrops(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for _, id := range []string{"r1", "r2", "r3", "r4", "r5"} {
-			a.Remember(id, "b") // no writer runs: must not block
+			a.Remember(id, "b", "") // no writer runs: must not block
 		}
 		close(done)
 	}()
