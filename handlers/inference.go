@@ -73,6 +73,13 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_request_error", Param: "stream",
 				Msg: "Embeddings cannot be streamed."}
 		}
+		if req.PreviousResponseID != "" && g.ResponseBackend != nil {
+			// A conversation continues only for the caller that started it.
+			if _, owner, ok := g.ResponseBackend(ctx, req.PreviousResponseID); ok && owner != "" && owner != p.KeyID {
+				return &httperr.Error{Status: http.StatusBadRequest, Code: "previous_response_not_found", Param: "previous_response_id",
+					Msg: "Previous response with id '" + req.PreviousResponseID + "' not found."}
+			}
+		}
 		async := wantsAsync(r.Header)
 		if async && op.Media() {
 			return httperr.BadRequest("invalid_request_error", "Image and audio requests cannot be queued with Prefer: respond-async.")

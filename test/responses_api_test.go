@@ -75,6 +75,10 @@ func TestResponsesAPIWithOfficialSDK(t *testing.T) {
 				}
 				// Another caller cannot use it, even knowing the id.
 				var otherErr *openai.Error
+				if _, err := other.Responses.New(ctx, responses.ResponseNewParams{Model: "conv", PreviousResponseID: openai.String(id),
+					Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("continue someone else's")}}); !errors.As(err, &otherErr) || otherErr.StatusCode != http.StatusBadRequest || otherErr.Code != "previous_response_not_found" {
+					t.Errorf("continue %s with another key: %v, want 400 previous_response_not_found", id, err)
+				}
 				if _, err := other.Responses.Get(ctx, id, responses.ResponseGetParams{}); !errors.As(err, &otherErr) || otherErr.StatusCode != http.StatusNotFound {
 					t.Errorf("get %s with another key: %v, want 404", id, err)
 				}
