@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,7 +78,17 @@ func runHandler(t *testing.T, env []string, args ...string) (string, error) {
 func TestStoreFileErrors(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	t.Run("second gateway on the same store", func(t *testing.T) {
-		out, err := runHandler(t, nil, "serve", "--config", s.CfgPath)
+		// Another listen address, so the store's lock is what stops it (on
+		// the same address serve says a gateway is already running there).
+		b, err := os.ReadFile(s.CfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg2 := filepath.Join(t.TempDir(), "gateway2.yaml")
+		if err := os.WriteFile(cfg2, regexp.MustCompile(`(?m)^listen: .*$`).ReplaceAll(b, []byte("listen: 127.0.0.1:0")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runHandler(t, nil, "serve", "--config", cfg2)
 		if err == nil {
 			t.Fatalf("a second gateway started on the same store:\n%s", out)
 		}
@@ -88,13 +99,15 @@ func TestStoreFileErrors(t *testing.T) {
 	t.Run("damaged store", func(t *testing.T) {
 		dir := t.TempDir()
 		db := filepath.Join(dir, "gw.db")
-		// The running stack's store with its data pages scribbled over
-		// (meta pages intact, so bbolt opens it and faults on first read).
+		// The running stack's store with everything after its two meta
+		// pages scribbled over (freelist and root included: small buckets
+		// live inline in the root page), so bbolt opens the meta pages and
+		// faults on the first page it reads.
 		b, err := os.ReadFile(filepath.Join(s.Dir, "gw.db"))
 		if err != nil || len(b) < 5*4096 {
 			t.Fatalf("read the stack's store: %v (%d bytes)", err, len(b))
 		}
-		for i := 4 * 4096; i < len(b); i++ {
+		for i := 2 * 4096; i < len(b); i++ {
 			b[i] = byte(i * 7)
 		}
 		if err := os.WriteFile(db, b, 0o600); err != nil {
