@@ -18,7 +18,7 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get install -y wrk nginx >/dev/null || { echo "peers: cannot install wrk/nginx; skipping"; exit 0; }
 fi
-PEERS=${PEERS:-$(mktemp -d)}; OUT=$PEERS/peers.out
+PEERS=${PEERS:-$(mktemp -d)}; mkdir -p "$PEERS"; OUT=$PEERS/peers.out
 # The harness starts "$GATEWAY serve ..."; a wrapper sets GOMAXPROCS for the gateway only.
 if [ -n "${GW_GOMAXPROCS:-}" ]; then
   printf '#!/bin/sh\n[ "$1" = serve ] && export GOMAXPROCS=%s\nexec %s "$@"\n' "$GW_GOMAXPROCS" "$GW" > $PEERS/gw-wrapper; chmod +x $PEERS/gw-wrapper
