@@ -148,19 +148,21 @@ func (d *deployment) observe(h http.Header, now time.Time) {
 
 // headerReset reads an x-ratelimit-reset-* header: seconds as Azure sends
 // them ("12", or with decimals) or a Go-style duration as OpenAI sends them
-// ("9ms", "6m0s"). Negative or unreadable values are not reported.
+// ("9ms", "6m0s"). Zero (nothing to reset: the window is empty, or the
+// headers are placeholders, as Azure sent on some APIs with -1 limits),
+// negative or unreadable values are not reported.
 func headerReset(h http.Header, name string) (time.Duration, bool) {
 	v := strings.TrimSpace(h.Get(name))
 	if v == "" {
 		return 0, false
 	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f < 0 || math.IsNaN(f) || math.IsInf(f, 0) || f > 86400 {
+		if f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) || f > 86400 {
 			return 0, false
 		}
 		return time.Duration(f * float64(time.Second)), true
 	}
-	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
 		return d, true
 	}
 	return 0, false

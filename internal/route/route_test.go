@@ -531,6 +531,8 @@ models:
 		{"none", header("x-ratelimit-remaining-tokens", "100"), 0},
 		{"unreadable", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "soon"), 0},
 		{"negative", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "-1"), 0},
+		{"zero: nothing to reset", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "0"), 0},
+		{"zero duration", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "0s"), 0},
 	}
 	for _, tt := range tests {
 		target(t, m, "s").Observe(tt.h)
