@@ -143,6 +143,13 @@ func (d *deployment) observe(h http.Header, now time.Time) {
 	if math.IsNaN(u.Percent) {
 		u.Percent = -1 // capacity unknown: only the remaining counts are meaningful
 	}
+	// The window resets when its newest admission leaves it, which only
+	// moves later: responses that finish out of order (an earlier
+	// admission's headers read after a later one's) must not pull the
+	// reset forward while the later reset is still ahead.
+	if old := d.util.Load(); old != nil && !u.ResetAt.IsZero() && old.ResetAt.After(u.ResetAt) && old.ResetAt.After(now) {
+		u.ResetAt = old.ResetAt
+	}
 	d.util.Store(u)
 }
 
