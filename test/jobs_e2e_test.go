@@ -388,8 +388,9 @@ func (s *ownStack) startGateway(t testing.TB) {
 // TestJobsUseSpareCapacity is the issue's acceptance, scaled to a 2 s
 // simulator window: interactive load at ~90% of a deployment's budget sees
 // no more 429s with a backlog of jobs waiting than without one, and once the
-// interactive load stops the backlog drains using at least 80% of the
-// spare capacity; every job succeeds with its result retrievable.
+// interactive load stops the backlog drains using most of the 85% of the
+// budget jobs may use (see the floor below); every job succeeds with its
+// result retrievable.
 func TestJobsUseSpareCapacity(t *testing.T) {
 	const (
 		window = 2 * time.Second
@@ -524,12 +525,16 @@ models:
 	mean := sum / float64(len(full))
 	// Jobs may use the deployment up to the threshold (0.85) only. With no
 	// metrics and one instance, the drain's only signal is its own jobs'
-	// headers: after they fill the window to the threshold it waits for a
-	// probe (issue 14), so it runs below the old 94%, which came from
-	// running past the threshold on stale samples.
+	// headers: after they fill the window to the threshold it waits for the
+	// window's reset (x-ratelimit-reset-tokens) and probes, so each cycle
+	// of 86% takes a window plus the burst and the probe, a little over
+	// 2 s: full windows of 86% with a split one every few windows (70-73%
+	// over all). Waiting out the probe backoff instead of the reset gave
+	// windows of 86% and 2% in turn (48-59%); the old 94% came from running
+	// past the threshold on stale samples.
 	t.Logf("jobs' share of the whole budget over %d full windows: %.0f%% (%.0f%% of the 85%% jobs may use)", len(full), 100*mean, 100*mean/0.85)
-	if mean < 0.6 {
-		t.Errorf("jobs used %.0f%% of the budget, want at least 60%% (of the 85%% they may use)", 100*mean)
+	if mean < 0.62 {
+		t.Errorf("jobs used %.0f%% of the budget, want at least 62%% (of the 85%% they may use)", 100*mean)
 	}
 	for _, id := range ids {
 		checkResult(t, all[id])

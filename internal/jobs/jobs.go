@@ -164,7 +164,9 @@ type DrainOptions struct {
 	// ProbeBackoff: after a deployment read busy, a probe (a job run on it
 	// while no signal is fresh) waits this long; each probe that finds it
 	// busy again doubles the wait, up to 16 times; a reading below the
-	// threshold resets it. Default 5s.
+	// threshold resets it. A busy header sample that reports when its
+	// rate-limit window resets is probed at that reset instead, until a
+	// probe finds the deployment busy again. Default 5s.
 	ProbeBackoff time.Duration
 	// CallbackSecret signs callbacks (HMAC-SHA256); empty sends none signed.
 	CallbackSecret string
@@ -284,6 +286,30 @@ type probeState struct {
 	busyAt  time.Time     // last busy reading
 	backoff time.Duration // wait after busyAt before the next probe
 	probed  bool          // a probe ran since the last reading
+	// resetAt is when the window of the last busy reading resets
+	// (Reading.Until; zero when unknown). Probing before it would read
+	// the same window; after it the busy reading is void.
+	resetAt time.Time
+}
+
+// due is when the next probe may run. A busy reading whose window resets
+// (resetAt) is probed at the reset, not after the backoff: the load it saw
+// may be gone. Only once a probe has found the deployment busy again (the
+// backoff has grown) does the backoff hold probes back past the reset.
+func (ps *probeState) due(base time.Duration) time.Time {
+	if ps.busyAt.IsZero() {
+		return time.Time{}
+	}
+	next := ps.busyAt.Add(ps.backoff)
+	switch {
+	case ps.resetAt.IsZero():
+		return next
+	case ps.backoff <= base:
+		return ps.resetAt
+	case ps.resetAt.After(next):
+		return ps.resetAt
+	}
+	return next
 }
 
 // observe notes a known reading of k and returns whether it is busy.
@@ -299,9 +325,9 @@ func (d *Drainer) observe(k utilization.Key, r utilization.Reading, threshold fl
 	switch {
 	case busy && ps.probed:
 		ps.backoff = min(2*ps.backoff, 16*d.opt.ProbeBackoff)
-		ps.probed, ps.busyAt = false, now
+		ps.probed, ps.busyAt, ps.resetAt = false, now, r.Until
 	case busy:
-		ps.busyAt = now
+		ps.busyAt, ps.resetAt = now, r.Until
 	default:
 		ps.backoff, ps.probed = d.opt.ProbeBackoff, false
 	}
@@ -329,7 +355,7 @@ func (d *Drainer) mayProbe(k utilization.Key, now time.Time) bool {
 		ps = &probeState{backoff: d.opt.ProbeBackoff}
 		d.probes[k] = ps
 	}
-	if !ps.busyAt.IsZero() && now.Before(ps.busyAt.Add(ps.backoff)) {
+	if now.Before(ps.due(d.opt.ProbeBackoff)) {
 		return false
 	}
 	ps.probed = true

@@ -86,6 +86,11 @@ type Utilization struct {
 	RemainingTokens   *int64    `json:"remaining_tokens,omitempty"`
 	RemainingRequests *int64    `json:"remaining_requests,omitempty"`
 	At                time.Time `json:"at"`
+	// ResetAt is when the rate-limit window behind Percent is back to its
+	// initial state (x-ratelimit-reset-tokens / -requests of the dimension
+	// that gave Percent); after it the sample no longer says anything
+	// about the load. Zero when not reported.
+	ResetAt time.Time `json:"reset_at,omitzero"`
 }
 
 // cool marks the deployment cooling until at least until (never shortens).
@@ -112,7 +117,7 @@ func (d *deployment) observe(h http.Header, now time.Time) {
 		return
 	}
 	u := &Utilization{Source: "ratelimit", At: now, Percent: math.NaN()}
-	used := func(rem, capacity int64, limitHeader string) {
+	used := func(rem, capacity int64, limitHeader, resetHeader string) {
 		if capacity <= 0 {
 			capacity, _ = headerInt(h, limitHeader)
 		}
@@ -120,21 +125,54 @@ func (d *deployment) observe(h http.Header, now time.Time) {
 			p := 100 * float64(capacity-rem) / float64(capacity)
 			if math.IsNaN(u.Percent) || p > u.Percent {
 				u.Percent = p
+				u.ResetAt = time.Time{}
+				if r, ok := headerReset(h, resetHeader); ok {
+					u.ResetAt = now.Add(r)
+				}
 			}
 		}
 	}
 	if okT {
 		u.RemainingTokens = &remT
-		used(remT, d.capacity.TPM, "X-Ratelimit-Limit-Tokens")
+		used(remT, d.capacity.TPM, "X-Ratelimit-Limit-Tokens", "X-Ratelimit-Reset-Tokens")
 	}
 	if okR {
 		u.RemainingRequests = &remR
-		used(remR, d.capacity.RPM, "X-Ratelimit-Limit-Requests")
+		used(remR, d.capacity.RPM, "X-Ratelimit-Limit-Requests", "X-Ratelimit-Reset-Requests")
 	}
 	if math.IsNaN(u.Percent) {
 		u.Percent = -1 // capacity unknown: only the remaining counts are meaningful
 	}
+	// The window resets when its newest admission leaves it, which only
+	// moves later: responses that finish out of order (an earlier
+	// admission's headers read after a later one's) must not pull the
+	// reset forward while the later reset is still ahead.
+	if old := d.util.Load(); old != nil && !u.ResetAt.IsZero() && old.ResetAt.After(u.ResetAt) && old.ResetAt.After(now) {
+		u.ResetAt = old.ResetAt
+	}
 	d.util.Store(u)
+}
+
+// headerReset reads an x-ratelimit-reset-* header: seconds as Azure sends
+// them ("12", or with decimals) or a Go-style duration as OpenAI sends them
+// ("9ms", "6m0s"). Zero (nothing to reset: the window is empty, or the
+// headers are placeholders, as Azure sent on some APIs with -1 limits),
+// negative or unreadable values are not reported.
+func headerReset(h http.Header, name string) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get(name))
+	if v == "" {
+		return 0, false
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) || f > 86400 {
+			return 0, false
+		}
+		return time.Duration(f * float64(time.Second)), true
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return d, true
+	}
+	return 0, false
 }
 
 func headerInt(h http.Header, name string) (int64, bool) {

@@ -503,6 +503,79 @@ models:
 	}
 }
 
+// TestUtilizationReset: the sample keeps when the window of the dimension
+// that gave its percent resets, read as Azure sends it (seconds, also with
+// decimals) or as OpenAI does (a duration).
+func TestUtilizationReset(t *testing.T) {
+	clock := newFakeClock()
+	r := testRouter(t, `
+backends:
+  - {name: s, url: "http://b", capacity: {tpm: 1000, rpm: 10}, auth: {none: true}}
+models:
+  m:
+    targets:
+      - {backend: s, deployment: ds}
+`, clock)
+	m, _ := r.Model("m")
+	tests := []struct {
+		name string
+		h    http.Header
+		want time.Duration // 0: no reset
+	}{
+		{"tokens fuller, Azure seconds", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "12",
+			"x-ratelimit-remaining-requests", "9", "x-ratelimit-reset-requests", "50"), 12 * time.Second},
+		{"requests fuller", header("x-ratelimit-remaining-tokens", "900", "x-ratelimit-reset-tokens", "12",
+			"x-ratelimit-remaining-requests", "1", "x-ratelimit-reset-requests", "50"), 50 * time.Second},
+		{"decimals", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "1.25"), 1250 * time.Millisecond},
+		{"OpenAI duration", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "6m0s"), 6 * time.Minute},
+		{"none", header("x-ratelimit-remaining-tokens", "100"), 0},
+		{"unreadable", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "soon"), 0},
+		{"negative", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "-1"), 0},
+		{"zero: nothing to reset", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "0"), 0},
+		{"zero duration", header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "0s"), 0},
+	}
+	for _, tt := range tests {
+		clock.Advance(time.Hour) // each case on its own
+		target(t, m, "s").Observe(tt.h)
+		u := r.Status()[0].Utilization
+		var got time.Duration
+		if !u.ResetAt.IsZero() {
+			got = u.ResetAt.Sub(clock.Now())
+		}
+		if got != tt.want {
+			t.Errorf("%s: reset in %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestUtilizationResetOutOfOrder: headers read out of order (an earlier
+// admission's after a later one's) do not pull the window's reset forward
+// while the later reset is still ahead; after it, a new reset counts.
+func TestUtilizationResetOutOfOrder(t *testing.T) {
+	clock := newFakeClock()
+	r := testRouter(t, `
+backends:
+  - {name: s, url: "http://b", capacity: {tpm: 1000}, auth: {none: true}}
+models:
+  m:
+    targets:
+      - {backend: s, deployment: ds}
+`, clock)
+	m, _ := r.Model("m")
+	t0 := clock.Now()
+	target(t, m, "s").Observe(header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "2"))
+	clock.Advance(10 * time.Millisecond)
+	target(t, m, "s").Observe(header("x-ratelimit-remaining-tokens", "150", "x-ratelimit-reset-tokens", "1.9"))
+	if got := r.Status()[0].Utilization.ResetAt; !got.Equal(t0.Add(2 * time.Second)) {
+		t.Errorf("out of order: reset at +%v, want +2s", got.Sub(t0))
+	}
+	clock.Advance(3 * time.Second)
+	target(t, m, "s").Observe(header("x-ratelimit-remaining-tokens", "900", "x-ratelimit-reset-tokens", "1"))
+	if got := r.Status()[0].Utilization.ResetAt; !got.Equal(clock.Now().Add(time.Second)) {
+		t.Errorf("after the reset: reset at +%v, want +1s", got.Sub(clock.Now()))
+	}
+}
+
 // BenchmarkPick is the routing decision of one call: region filter, health
 // checks, tiers and the sticky rendezvous order.
 func BenchmarkPick(b *testing.B) {

@@ -44,6 +44,17 @@ type admitted struct {
 type limitState struct {
 	requests, tokens int64
 	retryAfter       time.Duration // > 0 when rejected
+	// reset is when the window is back to its initial state: the newest
+	// admission leaves it (0 when empty).
+	reset time.Duration
+}
+
+// resetIn is the time until every entry has left the window. Callers hold mu.
+func (l *limiter) resetIn(now time.Time) time.Duration {
+	if len(l.entries) == 0 {
+		return 0
+	}
+	return max(l.entries[len(l.entries)-1].at.Add(l.window).Sub(now), 0)
 }
 
 func newLimiter(d Deployment, window, retention time.Duration) *limiter {
@@ -103,13 +114,13 @@ func (l *limiter) admit(now time.Time, est int64) (limitState, bool) {
 		if wait <= 0 {
 			wait = l.window
 		}
-		return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background, retryAfter: wait}, false
+		return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background, retryAfter: wait, reset: l.resetIn(now)}, false
 	}
 	l.entries = append(l.entries, admitted{at: now, tokens: est})
 	l.tokens += est
 	l.hist = append(l.hist, admitted{at: now, tokens: est})
 	l.trimHistory(now)
-	return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background}, true
+	return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background, reset: l.resetIn(now)}, true
 }
 
 // trimHistory drops admissions older than keep. Callers hold mu.
@@ -164,7 +175,7 @@ func (l *limiter) peek(now time.Time) limitState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.expire(now)
-	return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background}
+	return limitState{requests: int64(len(l.entries)), tokens: l.tokens + l.background, reset: l.resetIn(now)}
 }
 
 func (l *limiter) reset() {
@@ -191,8 +202,11 @@ func (l *limiter) expire(now time.Time) {
 }
 
 // setHeaders writes what Azure reports about the window: the x-ratelimit-*
-// quartet on standard deployments (the unlimited dimension is left out),
-// azure-openai-deployment-utilization on provisioned ones.
+// limit, remaining and reset headers on standard deployments (the unlimited
+// dimension is left out), azure-openai-deployment-utilization on
+// provisioned ones. Azure sends x-ratelimit-reset-* in whole seconds; the
+// simulator's windows are often seconds long, so it sends seconds with
+// millisecond decimals ("1.25"), which readers of the integer form parse too.
 func (l *limiter) setHeaders(h http.Header, st limitState) {
 	if l.provisioned {
 		util := float64(st.tokens) * 100 / float64(l.capacity)
@@ -202,11 +216,19 @@ func (l *limiter) setHeaders(h http.Header, st limitState) {
 	if l.rpm > 0 {
 		h.Set("x-ratelimit-limit-requests", strconv.FormatInt(l.rpm, 10))
 		h.Set("x-ratelimit-remaining-requests", strconv.FormatInt(max(l.rpm-st.requests, 0), 10))
+		h.Set("x-ratelimit-reset-requests", resetSeconds(st.reset))
 	}
 	if l.tpm > 0 {
 		h.Set("x-ratelimit-limit-tokens", strconv.FormatInt(l.tpm, 10))
 		h.Set("x-ratelimit-remaining-tokens", strconv.FormatInt(max(l.tpm-st.tokens, 0), 10))
+		h.Set("x-ratelimit-reset-tokens", resetSeconds(st.reset))
 	}
+}
+
+// resetSeconds formats d as seconds, rounded up to the millisecond.
+func resetSeconds(d time.Duration) string {
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	return strconv.FormatFloat(float64(ms)/1000, 'f', -1, 64)
 }
 
 // setRetryAfter writes retry-after (whole seconds, rounded up, as Azure

@@ -165,3 +165,27 @@ func TestBackgroundLoad(t *testing.T) {
 		t.Errorf("metric average %v, want at least the background 80%%", avg)
 	}
 }
+
+// TestResetHeaders: x-ratelimit-reset-* is the time until the newest
+// admission leaves the window (seconds, millisecond decimals); 0 once empty.
+func TestResetHeaders(t *testing.T) {
+	l := newLimiter(Deployment{TPM: 1000, RPM: 10}, 2*time.Second, time.Minute)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l.admit(t0, 100)
+	st, _ := l.admit(t0.Add(750*time.Millisecond), 100)
+	h := http.Header{}
+	l.setHeaders(h, st)
+	if got := h.Get("x-ratelimit-reset-tokens"); got != "2" {
+		t.Errorf("reset-tokens right after an admission: %q, want 2", got)
+	}
+	h = http.Header{}
+	l.setHeaders(h, l.peek(t0.Add(time.Second)))
+	if got, gotR := h.Get("x-ratelimit-reset-tokens"), h.Get("x-ratelimit-reset-requests"); got != "1.75" || gotR != "1.75" {
+		t.Errorf("reset 1s in: tokens %q requests %q, want 1.75", got, gotR)
+	}
+	h = http.Header{}
+	l.setHeaders(h, l.peek(t0.Add(3*time.Second)))
+	if got := h.Get("x-ratelimit-reset-tokens"); got != "0" {
+		t.Errorf("reset once the window is empty: %q, want 0", got)
+	}
+}

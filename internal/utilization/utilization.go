@@ -28,6 +28,10 @@ type Reading struct {
 	Source  Source
 	// At is when the sample was taken (a metric point: the end of its grain).
 	At time.Time
+	// Until is when the rate-limit window the sample describes has reset
+	// (a header sample with x-ratelimit-reset-*): from then on the sample
+	// says nothing about the load, however young it is. Zero: no such end.
+	Until time.Time
 }
 
 // Known reports whether the reading rests on a fresh signal.
@@ -94,13 +98,14 @@ func New(local LocalSamples, fleet *Fleet, metrics *Metrics, opt Options) *Signa
 }
 
 // Utilization is k's utilization: the newest fresh reading among the
-// sources, or SourceUnknown when none is fresh. threshold is only
+// sources, or SourceUnknown when none is fresh. A reading is fresh while
+// younger than its source's max age and before its Until. threshold is only
 // remembered (see [Signals.Used]).
 func (s *Signals) Utilization(k Key, threshold float64) Reading {
 	now := s.opt.Now()
 	best := Reading{Source: SourceUnknown}
 	consider := func(r Reading, ok bool, maxAge time.Duration) {
-		if !ok || r.Percent < 0 || now.Sub(r.At) >= maxAge {
+		if !ok || r.Percent < 0 || now.Sub(r.At) >= maxAge || !r.Until.IsZero() && !now.Before(r.Until) {
 			return
 		}
 		if !best.Known() || r.At.After(best.At) {

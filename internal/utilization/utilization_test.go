@@ -114,14 +114,20 @@ func TestSignalsNewestFreshWins(t *testing.T) {
 		wantPct       float64
 	}{
 		{"nothing", src{}, src{}, SourceUnknown, 0},
-		{"stale header only", src{Reading{50, SourceHeaders, now.Add(-6 * time.Second)}, true}, src{}, SourceUnknown, 0},
-		{"fresh header", src{Reading{50, SourceHeaders, now.Add(-time.Second)}, true}, src{}, SourceHeaders, 50},
-		{"metric newer than stale-ish header", src{Reading{10, SourceHeaders, now.Add(-4 * time.Second)}, true},
-			src{Reading{85, SourceMetrics, now.Add(-2 * time.Second)}, true}, SourceMetrics, 85},
-		{"header newer than metric", src{Reading{10, SourceHeaders, now.Add(-time.Second)}, true},
-			src{Reading{85, SourceMetrics, now.Add(-70 * time.Second)}, true}, SourceHeaders, 10},
-		{"old metric only", src{}, src{Reading{85, SourceMetrics, now.Add(-4 * time.Minute)}, true}, SourceUnknown, 0},
-		{"unknown capacity", src{Reading{-1, SourceHeaders, now}, true}, src{}, SourceUnknown, 0},
+		{"stale header only", src{Reading{Percent: 50, Source: SourceHeaders, At: now.Add(-6 * time.Second)}, true}, src{}, SourceUnknown, 0},
+		{"fresh header", src{Reading{Percent: 50, Source: SourceHeaders, At: now.Add(-time.Second)}, true}, src{}, SourceHeaders, 50},
+		{"metric newer than stale-ish header", src{Reading{Percent: 10, Source: SourceHeaders, At: now.Add(-4 * time.Second)}, true},
+			src{Reading{Percent: 85, Source: SourceMetrics, At: now.Add(-2 * time.Second)}, true}, SourceMetrics, 85},
+		{"header newer than metric", src{Reading{Percent: 10, Source: SourceHeaders, At: now.Add(-time.Second)}, true},
+			src{Reading{Percent: 85, Source: SourceMetrics, At: now.Add(-70 * time.Second)}, true}, SourceHeaders, 10},
+		{"old metric only", src{}, src{Reading{Percent: 85, Source: SourceMetrics, At: now.Add(-4 * time.Minute)}, true}, SourceUnknown, 0},
+		{"unknown capacity", src{Reading{Percent: -1, Source: SourceHeaders, At: now}, true}, src{}, SourceUnknown, 0},
+		// A young header sample whose rate-limit window has reset says
+		// nothing any more: busy then is not busy now.
+		{"header past its window's reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now.Add(-time.Millisecond)}, true}, src{}, SourceUnknown, 0},
+		{"header before its window's reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now.Add(time.Second)}, true}, src{}, SourceHeaders, 90},
+		{"metric when the header's window has reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now}, true},
+			src{Reading{Percent: 20, Source: SourceMetrics, At: now.Add(-30 * time.Second)}, true}, SourceMetrics, 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
