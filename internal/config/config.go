@@ -392,11 +392,17 @@ func Path(flagValue string, getenv func(string) string) string {
 
 // LoadFile reads and parses the file at path. See Parse.
 func LoadFile(path string, getenv func(string) string) (Config, error) {
+	return loadWith(path, getenv, Parse)
+}
+
+// loadWith reads the file at path and parses it with parse, naming the
+// file in any error.
+func loadWith(path string, getenv func(string) string, parse func([]byte, func(string) string) (Config, error)) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(b, getenv)
+	c, err := parse(b, getenv)
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -449,15 +455,7 @@ func expand(data []byte, getenv func(string) string) ([]byte, error) {
 // LoadStoreFile reads only the parts of the file at path that the operator
 // commands (keys, limits, usage) use: store and models. See ParseStore.
 func LoadStoreFile(path string, getenv func(string) string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	c, err := ParseStore(b, getenv)
-	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
-	}
-	return c, nil
+	return loadWith(path, getenv, ParseStore)
 }
 
 // ParseStore decodes only the store and models sections: ${NAME}
