@@ -110,6 +110,9 @@ func latencyShuffle(ts []Target, now time.Time) {
 	}
 }
 
+// sampleMaxAge is how long a utilization sample stays meaningful.
+const sampleMaxAge = time.Minute
+
 // utilization is the deployment's fresh load sample as a fraction (0–1,
 // capped), false when there is none or its capacity is unknown.
 func (t Target) utilization(now time.Time) (float64, bool) {
@@ -119,6 +122,9 @@ func (t Target) utilization(now time.Time) (float64, bool) {
 	s := t.dep.util.Load()
 	if s == nil || s.Percent < 0 || math.IsNaN(s.Percent) || now.Sub(s.At) >= sampleMaxAge {
 		return 0, false
+	}
+	if !s.ResetAt.IsZero() && !now.Before(s.ResetAt) {
+		return 0, false // its rate-limit window has reset: the load it saw is gone (as the drain reads it)
 	}
 	return min(s.Percent/100, 1), true
 }

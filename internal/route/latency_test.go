@@ -118,3 +118,29 @@ func TestTTFBAverage(t *testing.T) {
 		t.Errorf("got %v, want 120ms (alpha 0.2)", d)
 	}
 }
+
+// TestLatencyUtilizationEndsAtReset: latency routing reads a header sample
+// as the drain does: once its rate-limit window has reset it says nothing,
+// so a deployment that was busy is not held back for the sample's whole
+// minute.
+func TestLatencyUtilizationEndsAtReset(t *testing.T) {
+	clock := newFakeClock()
+	r := testRouter(t, `
+backends:
+  - {name: s, url: "http://b", capacity: {tpm: 1000, rpm: 10}, auth: {none: true}}
+models:
+  m:
+    targets:
+      - {backend: s, deployment: ds}
+`, clock)
+	m, _ := r.Model("m")
+	tg := target(t, m, "s")
+	tg.Observe(header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-reset-tokens", "2"))
+	if u, ok := tg.utilization(clock.Now()); !ok || u < 0.89 || u > 0.91 {
+		t.Fatalf("before the reset: %v %v, want 0.9 true", u, ok)
+	}
+	clock.Advance(2 * time.Second)
+	if u, ok := tg.utilization(clock.Now()); ok {
+		t.Errorf("after the reset: %v %v, want no reading", u, ok)
+	}
+}
