@@ -246,7 +246,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	policies := jobPolicies(c)
 	dr := jobs.NewDrainer(js, q, rtr, px, sig, log, jobs.DrainOptions{Policies: policies,
 		RoundTimeout: c.Jobs.RoundTimeout.D(), MaxPerRound: c.Jobs.MaxPerRound, Concurrency: c.Jobs.Concurrency,
-		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal(), ProbeBackoff: c.Jobs.ProbeBackoff.D(),
+		MaxAttempts: c.Jobs.MaxAttempts, CallbackSecret: c.Jobs.CallbackSecret.Reveal(), ProbeBackoff: c.Jobs.ProbeBackoff.D(), Window: c.Jobs.Signals.Window.D(),
 		CallbackClient: cbClient, CallbackRetryFor: c.Jobs.CallbackRetryFor.D()})
 	dr.Telemetry = tel
 	dr.Claims = claims

@@ -69,6 +69,7 @@ jobs:
   concurrency: 4
   probeBackoff: 1s
   signals:
+    window: %s
     headerMaxAge: 300ms
     fleetMaxAge: 2500ms
     metrics: { endpoint: "%s", auth: none, interval: 300ms, timeout: 1s, grain: PT1S, maxAge: 3s }
@@ -81,7 +82,7 @@ models:
       - { backend: ptu, deployment: %s }
       - { backend: paygo, deployment: %s }
     jobs: { threshold: %v }
-`, port, filepath.Join(dir, name+"-queue.db"), drain, f.simURL, f.simURL, idleAccount, f.simURL, idlePTU, idlePaygo, idleThresh)
+`, port, filepath.Join(dir, name+"-queue.db"), drain, idleWindow, f.simURL, f.simURL, idleAccount, f.simURL, idlePTU, idlePaygo, idleThresh)
 		p := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

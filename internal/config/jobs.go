@@ -91,6 +91,12 @@ type SignalsConfig struct {
 	// the DeploymentLoad table (only when it has new ones). Default 1s,
 	// the minimum.
 	PublishInterval Duration `yaml:"publishInterval" json:"publishInterval"`
+	// Window is how long an admitted request counts against a deployment's
+	// utilization when its responses do not say (provisioned deployments
+	// send no x-ratelimit-reset-*): the drain starts jobs in place of its
+	// own jobs as they leave it. Too short only makes those jobs read busy;
+	// where responses carry a reset the window is learned. Default 60s.
+	Window Duration `yaml:"window" json:"window"`
 }
 
 // MetricsConfig is jobs.signals.metrics: the Azure Monitor metrics query.
@@ -155,6 +161,9 @@ func (j *JobsConfig) applyDefaults() {
 	if s.PublishInterval == 0 {
 		s.PublishInterval = Duration(time.Second)
 	}
+	if s.Window == 0 {
+		s.Window = Duration(time.Minute)
+	}
 	m := &s.Metrics
 	if m.Interval == 0 {
 		m.Interval = Duration(30 * time.Second)
@@ -216,8 +225,8 @@ func (j *JobsConfig) validate() []error {
 		errs = append(errs, fmt.Errorf("jobs.claimCheckBytes %d: want 1 to %d (Service Bus Standard refuses messages above 256 KB)", j.ClaimCheckBytes, maxClaimCheckBytes))
 	}
 	s := j.Signals
-	if s.HeaderMaxAge < 0 || s.FleetMaxAge < 0 {
-		errs = append(errs, errors.New("jobs.signals.headerMaxAge and fleetMaxAge must not be negative"))
+	if s.HeaderMaxAge < 0 || s.FleetMaxAge < 0 || s.Window < 0 {
+		errs = append(errs, errors.New("jobs.signals.headerMaxAge, fleetMaxAge and window must not be negative"))
 	}
 	if s.FleetMaxAge > 0 && s.FleetMaxAge <= s.PublishInterval {
 		errs = append(errs, fmt.Errorf("jobs.signals.fleetMaxAge %v: must exceed publishInterval %v, or other instances' samples are always stale", s.FleetMaxAge.D(), s.PublishInterval.D()))

@@ -168,6 +168,12 @@ type DrainOptions struct {
 	// rate-limit window resets is probed at that reset instead, until a
 	// probe finds the deployment busy again. Default 5s.
 	ProbeBackoff time.Duration
+	// Window is how long an admitted request counts against a deployment's
+	// limits when its responses do not say (no x-ratelimit-reset-*, as on
+	// provisioned deployments): the drain replaces its own jobs as they
+	// leave it (see own.go). Where responses carry a reset, the window is
+	// learned from it. Default 60s (Azure meters tokens per minute).
+	Window time.Duration
 	// CallbackSecret signs callbacks (HMAC-SHA256); empty sends none signed.
 	CallbackSecret string
 	// CallbackClient sends callbacks. Default: public addresses only,
@@ -192,6 +198,7 @@ type Drainer struct {
 	coolMu  sync.Mutex
 	cooling map[utilization.Key]time.Time // after a job's 429, per deployment
 	probes  map[utilization.Key]*probeState
+	own     map[utilization.Key]*ownLoad // the drain's own jobs per deployment
 	// OnDone, when set, is told about each finished attempt that reached a
 	// backend (for usage, class batch). It may be called more than once for
 	// a job only if the job ran more than once; usage rows keyed by job id
@@ -237,6 +244,9 @@ func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, loads Loa
 	if opt.ProbeBackoff <= 0 {
 		opt.ProbeBackoff = 5 * time.Second
 	}
+	if opt.Window <= 0 {
+		opt.Window = time.Minute
+	}
 	if opt.CallbackClient == nil {
 		opt.CallbackClient, _ = callback.Policy{}.Client(10 * time.Second)
 	}
@@ -244,7 +254,7 @@ func NewDrainer(st *Store, q consumer, models resolver, fwd forwarder, loads Loa
 		opt.CallbackRetryFor = 24 * time.Hour
 	}
 	return &Drainer{st: st, q: q, models: models, fwd: fwd, loads: loads, log: log, opt: opt, now: st.now,
-		cooling: map[utilization.Key]time.Time{}, probes: map[utilization.Key]*probeState{}}
+		cooling: map[utilization.Key]time.Time{}, probes: map[utilization.Key]*probeState{}, own: map[utilization.Key]*ownLoad{}}
 }
 
 // RoundStats says what a round did.
@@ -274,6 +284,14 @@ type placement struct {
 	reading   utilization.Reading
 	threshold float64
 	probe     bool
+	// replace: the deployment read busy, and the job takes the place of
+	// the drain's own jobs that have left its window since (own.go).
+	replace bool
+	// retryAt: nothing may start now, but one of the drain's own jobs
+	// leaves a busy deployment's window then.
+	retryAt time.Time
+	// own is the job as the drain remembers it on the deployment.
+	own *ownJob
 	// wait: some allowed deployment has headroom (or a probe running) but
 	// its share of the concurrency is taken; try again when a job ends.
 	wait bool
@@ -322,6 +340,9 @@ func (d *Drainer) observe(k utilization.Key, r utilization.Reading, threshold fl
 		d.probes[k] = ps
 	}
 	busy := r.Percent/100 >= threshold
+	if o := d.ownOf(k); busy && r.At.After(o.busyAt) {
+		o.busyAt, o.busyPct = r.At, r.Percent
+	}
 	switch {
 	case busy && ps.probed:
 		ps.backoff = min(2*ps.backoff, 16*d.opt.ProbeBackoff)
@@ -380,7 +401,8 @@ func (d *Drainer) place(m *route.Model, rs *round) placement {
 		return placement{none: true}
 	}
 	now := d.now()
-	var best, probe *placement
+	var best, probe, repl *placement
+	var retryAt time.Time
 	wait := false
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -397,6 +419,16 @@ func (d *Drainer) place(m *route.Model, rs *round) placement {
 			continue
 		}
 		r := d.loads.Utilization(k, pol.Threshold)
+		busy := !r.Known() || d.observe(k, r, pol.Threshold, now)
+		if busy && repl == nil {
+			// Busy (or silent since a busy reading) with the drain's own
+			// jobs in its window: take the place of those that left.
+			if ok, next := d.replacement(k, pol.Threshold, now); ok {
+				repl = &placement{target: t, key: k, reading: r, threshold: pol.Threshold, replace: true}
+			} else if !next.IsZero() && (retryAt.IsZero() || next.Before(retryAt)) {
+				retryAt = next
+			}
+		}
 		switch {
 		case !r.Known():
 			if rs.probing[k] {
@@ -404,7 +436,7 @@ func (d *Drainer) place(m *route.Model, rs *round) placement {
 			} else if probe == nil {
 				probe = &placement{target: t, key: k, reading: r, threshold: pol.Threshold, probe: true}
 			}
-		case !d.observe(k, r, pol.Threshold, now):
+		case !busy:
 			if rs.inflight[k] >= d.slots(r, pol.Threshold) {
 				wait = true
 				continue
@@ -414,18 +446,22 @@ func (d *Drainer) place(m *route.Model, rs *round) placement {
 			}
 		}
 	}
+	var p *placement
 	switch {
 	case best != nil:
-		rs.inflight[best.key]++
-		rs.total++
-		return *best
+		p = best
+	case repl != nil:
+		p = repl
 	case probe != nil && d.mayProbe(probe.key, now):
-		rs.inflight[probe.key]++
-		rs.probing[probe.key] = true
-		rs.total++
-		return *probe
+		p = probe
+		rs.probing[p.key] = true
+	default:
+		return placement{wait: wait, retryAt: retryAt}
 	}
-	return placement{wait: wait}
+	rs.inflight[p.key]++
+	rs.total++
+	p.own = d.sent(p.key, now)
+	return *p
 }
 
 // release frees p's slot.
@@ -550,14 +586,33 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 			continue
 		}
 		var p placement
+		holdUntil := time.Now().Add(d.opt.BusyDelay)
 		for {
 			if d.loads != nil {
 				_ = d.loads.Refresh(ctx) // errors logged above; the view ages out on its own
 			}
 			p = d.place(model, rs)
-			if !p.wait || ctx.Err() != nil || !waitOne() {
+			if ctx.Err() != nil {
 				break
 			}
+			if p.wait && waitOne() {
+				continue
+			}
+			// One of the drain's own jobs leaves a busy deployment's
+			// window soon: hold the message until then (or until a job
+			// ends) rather than end the round and lose the moment.
+			if wait := p.retryAt.Sub(d.now()); !p.retryAt.IsZero() && time.Until(holdUntil) > 0 {
+				d.log.Debug("drain: wait for an own job to leave the window", "in", wait)
+				t := time.NewTimer(min(max(wait, time.Millisecond), time.Until(holdUntil)))
+				select {
+				case <-t.C:
+				case <-rs.done:
+				case <-ctx.Done():
+				}
+				t.Stop()
+				continue
+			}
+			break
 		}
 		if p.none {
 			outcome, err := d.finish(ctx, m, j, StatusFailed, 0, "", nil, "no deployment of model "+j.Model+" may run low-priority jobs (models."+j.Model+".jobs)")
@@ -577,6 +632,8 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 			}
 			return stop("pool busy")
 		}
+		d.log.Debug("drain: job placed", "job", m.ID, "backend", p.key.Backend, "deployment", p.key.Deployment,
+			"source", string(p.reading.Source), "percent", drainPercent(p.reading), "probe", p.probe, "replace", p.replace)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -667,6 +724,9 @@ func (d *Drainer) run(ctx context.Context, m *queue.Message, j *Job, model *rout
 	}
 	m2 := model.Only(p.target)
 	res, w, err := d.execute(ctx, m, body, j, m2, p)
+	if p.own != nil {
+		d.finished(p.own, res.Usage.PromptTokens+res.Usage.CompletionTokens, d.loads.Utilization(p.key, p.threshold))
+	}
 	if p.probe {
 		d.learn(p)
 	}
