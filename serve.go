@@ -378,7 +378,7 @@ func drainSignals(c config.Config, rtr *route.Router, t store.Table, log *slog.L
 		for _, b := range rtr.Status() {
 			for _, d := range b.Deployments {
 				if u := d.Utilization; u != nil && u.Percent >= 0 {
-					out[utilization.Key{Backend: b.Name, Deployment: d.Name}] = utilization.Reading{Percent: u.Percent, Source: utilization.SourceHeaders, At: u.At}
+					out[utilization.Key{Backend: b.Name, Deployment: d.Name}] = utilization.Reading{Percent: u.Percent, Source: utilization.SourceHeaders, At: u.At, Until: u.ResetAt}
 				}
 			}
 		}

@@ -23,6 +23,7 @@ import (
 // the DeploymentLoad table and the metrics API).
 type idleFleet struct {
 	simURL, a, b, key string
+	pa                *proc // a runs with debug logs: the drain's timeline
 }
 
 // Scaled down from production: 2 s rate-limit windows (Azure: 60 s), 1 s
@@ -99,7 +100,8 @@ models:
 		t.Fatalf("keys create: %v\n%s", err, out)
 	}
 	f.key = strings.TrimSpace(string(out))
-	pa := start(t, dir, append([]string{"GATEWAY_CONFIG=" + cfgA}, env...), "serve")
+	pa := start(t, dir, append([]string{"GATEWAY_CONFIG=" + cfgA, "GATEWAY_LOG_LEVEL=debug"}, env...), "serve")
+	f.pa = pa
 	pb := start(t, dir, append([]string{"GATEWAY_CONFIG=" + cfgB}, env...), "serve")
 	waitHTTP(t, pa, urlA+"/healthz")
 	waitHTTP(t, pb, urlB+"/healthz")
@@ -321,6 +323,7 @@ func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo 
 	start := time.Now()
 	var shares []float64
 	var backlog []int // jobs queued at the start of each window
+	bounds := []time.Time{start}
 	queued := len(ids)
 	for time.Since(start) < 40*time.Second {
 		backlog = append(backlog, queued)
@@ -329,6 +332,7 @@ func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo 
 		// Admission charges prompt + max_tokens, as the window counts it.
 		used := float64(cur.PromptTokens-prev.PromptTokens) + 16*float64(cur.Requests-prev.Requests)
 		prev = cur
+		bounds = append(bounds, time.Now())
 		left := len(listJobs(t, f.a, f.key, "status=queued&limit=1000"))
 		queued = left
 		shares = append(shares, used/spare)
@@ -340,6 +344,7 @@ func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo 
 	}
 	waitTerminal(t, f.a, f.key, ids, 20*time.Second)
 	t.Logf("backlog drained in %v", time.Since(start).Round(100*time.Millisecond))
+	drainTimeline(t, f.pa, bounds)
 	// Skip the windows before the signals saw the load stop, and those that
 	// began with less backlog than one window of spare capacity holds.
 	first := 0
@@ -371,5 +376,54 @@ func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo 
 	}
 	if n := paygoJobs(interactivePaygo); n != 0 {
 		t.Errorf("%d jobs ran on pay-as-you-go; want 0", n)
+	}
+}
+
+// drainTimeline logs, per measured window, what the drain on p did (its
+// debug log): the jobs it placed, by kind (below the threshold, in place of
+// its own jobs that left the window, probes) and the source of the reading,
+// and why its rounds stopped.
+func drainTimeline(t *testing.T, p *proc, bounds []time.Time) {
+	t.Helper()
+	type win struct {
+		normal, replace, probe int
+		sources, stops        map[string]int
+	}
+	wins := make([]win, len(bounds)-1)
+	for i := range wins {
+		wins[i] = win{sources: map[string]int{}, stops: map[string]int{}}
+	}
+	at := func(m map[string]any) int {
+		ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"]))
+		for i := range wins {
+			if !ts.Before(bounds[i]) && ts.Before(bounds[i+1]) {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, m := range p.LogLines("drain: job placed") {
+		i := at(m)
+		if i < 0 {
+			continue
+		}
+		switch {
+		case m["probe"] == true:
+			wins[i].probe++
+		case m["replace"] == true:
+			wins[i].replace++
+		default:
+			wins[i].normal++
+		}
+		wins[i].sources[fmt.Sprint(m["source"])]++
+	}
+	for _, m := range p.LogLines("drain: round") {
+		if i := at(m); i >= 0 {
+			wins[i].stops[fmt.Sprint(m["stopped"])]++
+		}
+	}
+	for i, w := range wins {
+		t.Logf("drain timeline, window %d: placed %d below the threshold, %d in place of its own, %d probes; readings %v; rounds stopped %v",
+			i+1, w.normal, w.replace, w.probe, w.sources, w.stops)
 	}
 }

@@ -164,9 +164,9 @@ type DrainOptions struct {
 	// ProbeBackoff: after a deployment read busy, a probe (a job run on it
 	// while no signal is fresh) waits this long; each probe that finds it
 	// busy again doubles the wait, up to 16 times; a reading below the
-	// threshold resets it. A busy header sample that reports when its
-	// rate-limit window resets is probed at that reset instead, until a
-	// probe finds the deployment busy again. Default 5s.
+	// threshold resets it. (A busy header sample that reports when its
+	// rate-limit window resets needs no probe: from the reset on it reads
+	// 0%, see [utilization.Reading].) Default 5s.
 	ProbeBackoff time.Duration
 	// Window is how long an admitted request counts against a deployment's
 	// limits when its responses do not say (no x-ratelimit-reset-*, as on
@@ -304,30 +304,14 @@ type probeState struct {
 	busyAt  time.Time     // last busy reading
 	backoff time.Duration // wait after busyAt before the next probe
 	probed  bool          // a probe ran since the last reading
-	// resetAt is when the window of the last busy reading resets
-	// (Reading.Until; zero when unknown). Probing before it would read
-	// the same window; after it the busy reading is void.
-	resetAt time.Time
 }
 
-// due is when the next probe may run. A busy reading whose window resets
-// (resetAt) is probed at the reset, not after the backoff: the load it saw
-// may be gone. Only once a probe has found the deployment busy again (the
-// backoff has grown) does the backoff hold probes back past the reset.
-func (ps *probeState) due(base time.Duration) time.Time {
+// due is when the next probe may run.
+func (ps *probeState) due() time.Time {
 	if ps.busyAt.IsZero() {
 		return time.Time{}
 	}
-	next := ps.busyAt.Add(ps.backoff)
-	switch {
-	case ps.resetAt.IsZero():
-		return next
-	case ps.backoff <= base:
-		return ps.resetAt
-	case ps.resetAt.After(next):
-		return ps.resetAt
-	}
-	return next
+	return ps.busyAt.Add(ps.backoff)
 }
 
 // observe notes a known reading of k and returns whether it is busy.
@@ -346,9 +330,9 @@ func (d *Drainer) observe(k utilization.Key, r utilization.Reading, threshold fl
 	switch {
 	case busy && ps.probed:
 		ps.backoff = min(2*ps.backoff, 16*d.opt.ProbeBackoff)
-		ps.probed, ps.busyAt, ps.resetAt = false, now, r.Until
+		ps.probed, ps.busyAt = false, now
 	case busy:
-		ps.busyAt, ps.resetAt = now, r.Until
+		ps.busyAt = now
 	default:
 		ps.backoff, ps.probed = d.opt.ProbeBackoff, false
 	}
@@ -376,7 +360,7 @@ func (d *Drainer) mayProbe(k utilization.Key, now time.Time) bool {
 		ps = &probeState{backoff: d.opt.ProbeBackoff}
 		d.probes[k] = ps
 	}
-	if now.Before(ps.due(d.opt.ProbeBackoff)) {
+	if now.Before(ps.due()) {
 		return false
 	}
 	ps.probed = true
@@ -460,7 +444,7 @@ func (d *Drainer) place(m *route.Model, rs *round) placement {
 	}
 	rs.inflight[p.key]++
 	rs.total++
-	p.own = d.sent(p.key, now)
+	p.own = d.sent(p.key, now, p.probe)
 	return *p
 }
 
@@ -523,6 +507,7 @@ func (d *Drainer) Drain(ctx context.Context) (RoundStats, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		st.StoppedBy = why
+		d.log.Debug("drain: round", "received", st.Received, "succeeded", st.Succeeded, "rescheduled", st.Rescheduled, "stopped", why)
 		return st, nil
 	}
 	// waitOne waits for a running job to end; false when none runs.

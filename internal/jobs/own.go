@@ -17,13 +17,18 @@ import (
 // So the drain remembers its own jobs per deployment and, after a busy
 // reading, starts new jobs only in place of its own jobs that have left the
 // window since: the tokens they were charged, less what its jobs started
-// since (or still running then) may take. Capacity other traffic frees is
+// since may take. Probes are not replaced (they ran on a deployment that
+// may have been busy). Capacity other traffic frees is
 // not replaced this way; only a reading below the threshold hands it out.
 
 // ownJob is one job the drain sent to a deployment.
 type ownJob struct {
 	sent time.Time
-	done bool
+	// probe: the job ran to learn, on a deployment with no fresh reading.
+	// It may have taken the deployment past the threshold, so nothing
+	// takes its place when it leaves the window.
+	probe bool
+	done  bool
 	// tokens it was charged (prompt + completion, as the response reports
 	// them); meaningful once done.
 	tokens float64
@@ -90,6 +95,7 @@ func (o *ownLoad) allowance(now time.Time, def time.Duration) (float64, time.Tim
 		switch leaves := j.sent.Add(w); {
 		case !leaves.After(o.busyAt):
 			// gone before the reading: not in it
+		case j.probe:
 		case !leaves.After(now):
 			freed += tok
 		case next.IsZero() || leaves.Before(next):
@@ -126,12 +132,12 @@ func (d *Drainer) ownOf(k utilization.Key) *ownLoad {
 }
 
 // sent records a job placed on k at now.
-func (d *Drainer) sent(k utilization.Key, now time.Time) *ownJob {
+func (d *Drainer) sent(k utilization.Key, now time.Time, probe bool) *ownJob {
 	d.coolMu.Lock()
 	defer d.coolMu.Unlock()
 	o := d.ownOf(k)
 	o.prune(d.opt.Window)
-	j := &ownJob{sent: now}
+	j := &ownJob{sent: now, probe: probe}
 	o.jobs = append(o.jobs, j)
 	return j
 }

@@ -225,60 +225,37 @@ func TestConcurrencyFollowsHeadroom(t *testing.T) {
 }
 
 // TestBusyHeaderSampleEndsAtItsReset: a header sample that read busy says
-// so only until its rate-limit window resets (x-ratelimit-reset-*): after
-// the reset a probe runs at once, however young the sample and whatever
-// the probe backoff, instead of the drain sitting out the backoff on load
-// that has left the window. A probe that finds the deployment busy again
-// still doubles the backoff, which then holds past the next reset.
+// so only until its rate-limit window resets (x-ratelimit-reset-*): from
+// the reset on the deployment reads free, however young the sample and
+// whatever the probe backoff, and the backlog runs without a probe.
 func TestBusyHeaderSampleEndsAtItsReset(t *testing.T) {
 	var f *fixture
-	var mu sync.Mutex
 	var sample utilization.Reading // what the last response's headers said
-	setBusy := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		now := f.clock.Now()
-		sample = utilization.Reading{Percent: 90, Source: utilization.SourceHeaders, At: now, Until: now.Add(2 * time.Second)}
-	}
-	var be *countingBackend
-	probes, answered := 0, 0 // calls answered busy: up to probes
-	local := func(utilization.Key) (utilization.Reading, bool) {
-		if n := be.count("ptu"); n > answered && n <= probes {
-			setBusy() // the probe's own headers: busy, a fresh window
-			answered = n
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		return sample, sample.Source != ""
-	}
+	local := func(utilization.Key) (utilization.Reading, bool) { return sample, sample.Source != "" }
 	now := func() time.Time { return f.clock.Now() }
 	sig := utilization.New(local, nil, nil, utilization.Options{Now: now}) // header max age 5s
-	f, be = twoTargetFixture(t, sig, []utilization.Key{keyPTU}, 0)
+	f, be := twoTargetFixture(t, sig, []utilization.Key{keyPTU}, 0)
 	f.d.opt.ProbeBackoff = 5 * time.Second
+	f.d.opt.Concurrency = 4
 	for range 4 {
 		f.submit(t, "")
 	}
-
-	// Jobs took the deployment to 90%; its window resets in 2s.
-	setBusy()
+	// Traffic took the deployment to 90%; its window resets in 2s.
+	sample = utilization.Reading{Percent: 90, Source: utilization.SourceHeaders, At: f.clock.Now(), Until: f.clock.Now().Add(2 * time.Second)}
 	if st, _ := f.d.Drain(context.Background()); st.Succeeded != 0 || be.count("ptu") != 0 {
 		t.Fatalf("busy sample: round %v, calls %d; want none", st, be.count("ptu"))
 	}
+	f.clock.Advance(1500 * time.Millisecond)
+	if st, _ := f.d.Drain(context.Background()); st.Succeeded != 0 {
+		t.Fatalf("busy sample before its reset: round %v; want none", st)
+	}
 	// 2.5s on: the sample is young (max age 5s) and the backoff (5s) not
-	// over, but its window has reset: one probe, now.
-	probes = 1
-	f.clock.Advance(2500 * time.Millisecond)
-	if st, _ := f.d.Drain(context.Background()); st.Succeeded != 1 || be.count("ptu") != 1 {
-		t.Fatalf("past the sample's reset: round %v, calls %d; want one probe", st, be.count("ptu"))
+	// over, but its window has reset: the deployment is free.
+	f.clock.Advance(time.Second)
+	if st, _ := f.d.Drain(context.Background()); st.Succeeded != 4 || be.count("ptu") != 4 {
+		t.Fatalf("past the sample's reset: round %v, calls %d; want all 4 jobs", st, be.count("ptu"))
 	}
-	// The probe read busy again (a fresh window): the backoff doubled to
-	// 10s and holds past that window's reset.
-	f.clock.Advance(2500 * time.Millisecond)
-	if st, _ := f.d.Drain(context.Background()); st.Succeeded != 0 || be.count("ptu") != 1 {
-		t.Fatalf("busy again, past the new reset, inside the doubled backoff: round %v, calls %d; want no probe", st, be.count("ptu"))
-	}
-	f.clock.Advance(8 * time.Second)
-	if st, _ := f.d.Drain(context.Background()); st.Succeeded != 1 || be.count("ptu") != 2 {
-		t.Fatalf("after the doubled backoff: round %v, calls %d; want one probe", st, be.count("ptu"))
+	if u, _ := sig.Used(keyPTU); u.Percent != 0 || u.Source != utilization.SourceHeaders {
+		t.Errorf("reading the drain used past the reset: %+v; want 0%% from the headers", u)
 	}
 }

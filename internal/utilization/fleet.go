@@ -14,7 +14,9 @@ import (
 
 // Table is the table (before the configured prefix) where instances share
 // their header samples: partition "load", one row per instance, property
-// Samples holding a JSON list of {backend, deployment, percent, at}.
+// Samples holding a JSON list of {b: backend, d: deployment, p: percent,
+// t: sample time, u: when the sample's rate-limit window resets (omitted
+// when the response gave no x-ratelimit-reset-*)}, and WrittenAt.
 const Table = "DeploymentLoad"
 
 const fleetPartition = "load"
@@ -25,6 +27,9 @@ type sample struct {
 	Deployment string    `json:"d"`
 	Percent    float64   `json:"p"`
 	At         time.Time `json:"t"`
+	// Until is the sample's window reset (Reading.Until), so every
+	// instance knows when a busy sample ends.
+	Until time.Time `json:"u,omitzero"`
 }
 
 // FleetOptions tune a Fleet.
@@ -94,7 +99,11 @@ func (f *Fleet) Publish(ctx context.Context) (bool, error) {
 		if r.At.After(f.published[k]) {
 			changed = true
 		}
-		list = append(list, sample{Backend: k.Backend, Deployment: k.Deployment, Percent: r.Percent, At: r.At.UTC()})
+		s := sample{Backend: k.Backend, Deployment: k.Deployment, Percent: r.Percent, At: r.At.UTC()}
+		if !r.Until.IsZero() {
+			s.Until = r.Until.UTC()
+		}
+		list = append(list, s)
 	}
 	if !changed {
 		return false, nil
@@ -169,7 +178,7 @@ func (f *Fleet) Refresh(ctx context.Context) error {
 		for _, s := range list {
 			k := Key{s.Backend, s.Deployment}
 			if old, ok := view[k]; !ok || s.At.After(old.At) {
-				view[k] = Reading{Percent: s.Percent, Source: SourceFleet, At: s.At}
+				view[k] = Reading{Percent: s.Percent, Source: SourceFleet, At: s.At, Until: s.Until}
 			}
 		}
 	}

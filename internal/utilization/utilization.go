@@ -29,8 +29,10 @@ type Reading struct {
 	// At is when the sample was taken (a metric point: the end of its grain).
 	At time.Time
 	// Until is when the rate-limit window the sample describes has reset
-	// (a header sample with x-ratelimit-reset-*): from then on the sample
-	// says nothing about the load, however young it is. Zero: no such end.
+	// (a header sample with x-ratelimit-reset-*, this instance's or another
+	// instance's): by then everything the sample counted has left the
+	// window, so from then on the deployment reads 0% as of Until, however
+	// young or busy the sample was. Zero: no such end.
 	Until time.Time
 }
 
@@ -99,17 +101,30 @@ func New(local LocalSamples, fleet *Fleet, metrics *Metrics, opt Options) *Signa
 
 // Utilization is k's utilization: the newest fresh reading among the
 // sources, or SourceUnknown when none is fresh. A reading is fresh while
-// younger than its source's max age and before its Until. threshold is only
-// remembered (see [Signals.Used]).
+// younger than its source's max age. A reading past its Until reads 0% as
+// of Until (its window is empty then), without waiting for a probe, unless
+// another source saw the deployment after the sample was taken. threshold is only remembered (see
+// [Signals.Used]).
 func (s *Signals) Utilization(k Key, threshold float64) Reading {
 	now := s.opt.Now()
 	best := Reading{Source: SourceUnknown}
+	var bestSeen time.Time
 	consider := func(r Reading, ok bool, maxAge time.Duration) {
-		if !ok || r.Percent < 0 || now.Sub(r.At) >= maxAge || !r.Until.IsZero() && !now.Before(r.Until) {
+		if !ok || r.Percent < 0 {
 			return
 		}
-		if !best.Known() || r.At.After(best.At) {
-			best = r
+		// seen is when the reading's evidence was taken: a reset says
+		// nothing about traffic after the sample, so a source that saw
+		// later traffic (a newer metric point) still wins over it.
+		seen := r.At
+		if !r.Until.IsZero() && !now.Before(r.Until) {
+			r = Reading{Percent: 0, Source: r.Source, At: r.Until}
+		}
+		if now.Sub(r.At) >= maxAge {
+			return
+		}
+		if !best.Known() || seen.After(bestSeen) {
+			best, bestSeen = r, seen
 		}
 	}
 	if s.local != nil {

@@ -122,12 +122,19 @@ func TestSignalsNewestFreshWins(t *testing.T) {
 			src{Reading{Percent: 85, Source: SourceMetrics, At: now.Add(-70 * time.Second)}, true}, SourceHeaders, 10},
 		{"old metric only", src{}, src{Reading{Percent: 85, Source: SourceMetrics, At: now.Add(-4 * time.Minute)}, true}, SourceUnknown, 0},
 		{"unknown capacity", src{Reading{Percent: -1, Source: SourceHeaders, At: now}, true}, src{}, SourceUnknown, 0},
-		// A young header sample whose rate-limit window has reset says
-		// nothing any more: busy then is not busy now.
-		{"header past its window's reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now.Add(-time.Millisecond)}, true}, src{}, SourceUnknown, 0},
+		// A young header sample whose rate-limit window has reset: the
+		// deployment reads 0% from the reset on, however busy the sample.
+		{"header past its window's reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now.Add(-time.Millisecond)}, true}, src{}, SourceHeaders, 0},
 		{"header before its window's reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now.Add(time.Second)}, true}, src{}, SourceHeaders, 90},
-		{"metric when the header's window has reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now}, true},
-			src{Reading{Percent: 20, Source: SourceMetrics, At: now.Add(-30 * time.Second)}, true}, SourceMetrics, 20},
+		// The reset reading is fresh for the max age from the reset.
+		{"header reset long ago", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-8 * time.Second), Until: now.Add(-6 * time.Second)}, true}, src{}, SourceUnknown, 0},
+		// A metric point older than the sample says nothing newer: the reset decides.
+		{"older metric when the header's window has reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-time.Second), Until: now}, true},
+			src{Reading{Percent: 85, Source: SourceMetrics, At: now.Add(-30 * time.Second)}, true}, SourceHeaders, 0},
+		// A metric point taken after the sample saw traffic the sample did
+		// not (say, straight to the account): it wins over the reset.
+		{"newer metric when the header's window has reset", src{Reading{Percent: 90, Source: SourceHeaders, At: now.Add(-2 * time.Second), Until: now.Add(-time.Second)}, true},
+			src{Reading{Percent: 80, Source: SourceMetrics, At: now.Add(-1500 * time.Millisecond)}, true}, SourceMetrics, 80},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +172,7 @@ func TestFleetOnAzurite(t *testing.T) {
 	}
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	a := NewFleet(tb, func() map[Key]Reading {
-		return map[Key]Reading{{"sim", "ptu"}: {Percent: 85, Source: SourceHeaders, At: at}}
+		return map[Key]Reading{{"sim", "ptu"}: {Percent: 85, Source: SourceHeaders, At: at, Until: at.Add(1500 * time.Millisecond)}}
 	}, FleetOptions{Instance: "a", ReadEvery: time.Nanosecond})
 	b := NewFleet(tb, func() map[Key]Reading {
 		return map[Key]Reading{{"sim", "ptu"}: {Percent: 40, Source: SourceHeaders, At: at.Add(-time.Second)}, {"sim", "other"}: {Percent: -1, At: at}}
@@ -182,8 +189,17 @@ func TestFleetOnAzurite(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, ok := b.Get(Key{"sim", "ptu"})
-	if !ok || got.Percent != 85 || got.Source != SourceFleet || !got.At.Equal(at) {
-		t.Errorf("b's view of ptu: %+v %v; want a's newer 85%%", got, ok)
+	if !ok || got.Percent != 85 || got.Source != SourceFleet || !got.At.Equal(at) || !got.Until.Equal(at.Add(1500*time.Millisecond)) {
+		t.Errorf("b's view of ptu: %+v %v; want a's newer 85%% with its window's reset", got, ok)
+	}
+	// Past the reset, b reads the deployment free from a's sample alone.
+	sig := New(nil, b, nil, Options{Now: func() time.Time { return at.Add(2 * time.Second) }})
+	if r := sig.Utilization(Key{"sim", "ptu"}, 0.7); r.Source != SourceFleet || r.Percent != 0 || !r.At.Equal(at.Add(1500*time.Millisecond)) {
+		t.Errorf("b's reading past a's reset: %+v; want 0%% from the fleet as of the reset", r)
+	}
+	sig = New(nil, b, nil, Options{Now: func() time.Time { return at.Add(time.Second) }})
+	if r := sig.Utilization(Key{"sim", "ptu"}, 0.7); r.Percent != 85 {
+		t.Errorf("b's reading before a's reset: %+v; want 85%%", r)
 	}
 	if _, ok := b.Get(Key{"sim", "other"}); ok {
 		t.Error("a sample without a known capacity was published")
