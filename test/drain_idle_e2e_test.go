@@ -387,7 +387,7 @@ func drainTimeline(t *testing.T, p *proc, bounds []time.Time) {
 	t.Helper()
 	type win struct {
 		normal, replace, probe int
-		sources, stops        map[string]int
+		sources, stops         map[string]int
 	}
 	wins := make([]win, len(bounds)-1)
 	for i := range wins {
