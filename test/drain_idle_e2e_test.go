@@ -283,11 +283,16 @@ func TestDrainWaitsForRealIdle(t *testing.T) {
 	})
 
 	t.Run("metrics down or slow: headers, then probes", func(t *testing.T) {
-		before := started(t, f)
+		before, tS := started(t, f), time.Now()
 		base := jobsSimUsage(t, f.simURL, idlePaygo).Requests
 		l := startIdleLoad(t, f.simURL+"/openai/v1/chat/completions", "", strings.Replace(one, `"gpt-4o-mini"`, `"`+idlePTU+`"`, 1), rate)
 		defer l.end()
-		time.Sleep(3 * time.Second) // the metric sees the load
+		// The metric sees the whole load once the 2 s window has filled, a
+		// 1 s grain has ended and its 1 s delay has passed, and the drain
+		// has polled (300 ms). Before that it shows the ramp: a run with a
+		// 3 s wait here started 3 jobs on a point of 47% while the load was
+		// at 85%, which is the metric's delay, not a probe.
+		time.Sleep(5 * time.Second)
 		submitIdleJobs(t, f, 20, "no-metrics")
 		for _, fault := range []string{"down", "slow"} {
 			resp, err := http.Post(f.simURL+"/sim/metrics-fault?fault="+fault, "", nil)
@@ -295,18 +300,48 @@ func TestDrainWaitsForRealIdle(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			from := started(t, f)
+			t0, ok0 := time.Now(), l.ok.Load()
 			time.Sleep(4 * time.Second) // the last metric points age out (maxAge 3s), then probes
-			n := started(t, f) - from
-			t.Logf("metrics %s, direct load at 85%%: %d of 20 queued jobs started in 4s (probes); drain view: %s", fault, n, adminDrain(t, f))
+			t1 := time.Now()
+			// The drain's own log says on what reading it started each job.
+			var probes, onReading int
+			var readings []string
+			for _, m := range f.pa.LogLines("drain: job placed") {
+				ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"]))
+				if ts.Before(t0) || !ts.Before(t1) {
+					continue
+				}
+				if m["probe"] == true {
+					probes++
+					continue
+				}
+				onReading++
+				pct, _ := m["percent"].(float64)
+				readings = append(readings, fmt.Sprintf("%s %.0f%%", m["source"], pct))
+				if m["source"] == "unknown" || pct >= 100*idleThresh {
+					t.Errorf("metrics %s: a job started, not as a probe, on %s %.0f%% (threshold %.0f%%)", fault, m["source"], pct, 100*idleThresh)
+				}
+			}
+			t.Logf("metrics %s, direct load at 85%% (%.1f req/s achieved): %d of 20 queued jobs started in 4s: %d probes, %d on a fresh reading below the threshold %v; drain view: %s",
+				fault, float64(l.ok.Load()-ok0)/t1.Sub(t0).Seconds(), probes+onReading, probes, onReading, readings, adminDrain(t, f))
 			// Unknown is busy: one probe at a time, each after a backoff
 			// from the last busy reading (1 s) that doubles while probes
-			// keep finding the deployment busy.
-			if n > 5 {
-				t.Errorf("metrics %s: %d of 20 jobs started with a busy deployment and no fresh signal; want only the occasional probe (at most 5)", fault, n)
+			// keep finding the deployment busy: at most 3 in 4 s (at 0,
+			// 1 and 3 s).
+			if probes > 3 {
+				t.Errorf("metrics %s: %d probes in 4s; want at most 3 (backoff 1s, doubling)", fault, probes)
 			}
 		}
-		t.Logf("jobs started in the whole subtest: %d of 20", started(t, f)-before)
+		n, placed := started(t, f)-before, 0
+		for _, m := range f.pa.LogLines("drain: job placed") {
+			if ts, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"])); !ts.Before(tS) {
+				placed++
+			}
+		}
+		t.Logf("jobs started in the whole subtest: %d of 20 (%d placements logged)", n, placed)
+		if n > placed { // the log the checks above rest on is complete
+			t.Errorf("%d jobs started but the drain logged %d placements", n, placed)
+		}
 		if jobs := paygoJobs(base); jobs != 0 {
 			t.Errorf("%d jobs ran on pay-as-you-go", jobs)
 		}
@@ -367,12 +402,13 @@ func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo 
 	}
 	mean := sum / float64(len(full))
 	t.Logf("backlog's share of the capacity jobs may use over %d full windows: %.0f%%", len(full), 100*mean)
-	// The acceptance target is 90%; single runs on a shared 2-core box
-	// measured 79-103% (README). The test fails only well below it, so a
-	// regression to bursty draining (37% before the fix) is caught without
-	// a flaky speed assertion.
-	if mean < 0.75 {
-		t.Errorf("the backlog used %.0f%% of the spare capacity per window; want at least 75%% here (target 90%%)", 100*mean)
+	// The acceptance target. The drain fills the window to the threshold,
+	// then starts a job each time one of its own leaves the sliding window
+	// (jobs.signals.window, 2 s here). Waiting out the probe backoff after
+	// each burst instead measured 79-107% per run (bursts landing unevenly
+	// in the test's windows).
+	if mean < 0.9 {
+		t.Errorf("the backlog used %.0f%% of the spare capacity per window; want at least 90%%", 100*mean)
 	}
 	if n := paygoJobs(interactivePaygo); n != 0 {
 		t.Errorf("%d jobs ran on pay-as-you-go; want 0", n)
