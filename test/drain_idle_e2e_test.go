@@ -234,6 +234,9 @@ func TestDrainWaitsForRealIdle(t *testing.T) {
 	t.Logf("one request = %d tokens; load %.1f req/s = 85%% of %d tokens per %v; threshold %.0f%%", est, rate, idleCapacity, idleWindow, 100*idleThresh)
 	paygoJobs := func(interactive int64) int64 { return jobsSimUsage(t, f.simURL, idlePaygo).Requests - interactive }
 
+	var figs []string // the acceptance figures, printed together at the end
+	defer func() { t.Logf("issue 14 acceptance figures: %s", strings.Join(figs, "; ")) }()
+
 	t.Run("load through the other instance", func(t *testing.T) {
 		l := startIdleLoad(t, f.b+"/openai/v1/chat/completions", f.key, one, rate)
 		time.Sleep(idleWindow) // warm-up
@@ -258,7 +261,9 @@ func TestDrainWaitsForRealIdle(t *testing.T) {
 		if !strings.Contains(view, `"source":"fleet"`) && !strings.Contains(view, `"source":"metrics"`) {
 			t.Errorf("admin view of the PTU deployment: %s; want the fleet or metrics source", view)
 		}
-		drainAndMeasure(t, f, ids, l.paygo.Load(), paygoJobs)
+		use, paygo := drainAndMeasure(t, f, ids, l.paygo.Load(), paygoJobs)
+		figs = append(figs, fmt.Sprintf("via instance b: %d jobs started above the threshold, interactive throttled+spilled %d without / %d with the backlog; after: %.0f%% of the spare capacity per window, %d jobs on pay-as-you-go",
+			startedB, (a1[1]-a0[1])+(a1[2]-a0[2]), (b1[1]-a1[1])+(b1[2]-a1[2]), 100*use, paygo))
 	})
 
 	t.Run("load sent directly to the simulator", func(t *testing.T) {
@@ -279,7 +284,9 @@ func TestDrainWaitsForRealIdle(t *testing.T) {
 		if !strings.Contains(view, `"source":"metrics"`) {
 			t.Errorf("admin view: %s; want the metrics source", view)
 		}
-		drainAndMeasure(t, f, ids, base, paygoJobs)
+		use, paygo := drainAndMeasure(t, f, ids, base, paygoJobs)
+		figs = append(figs, fmt.Sprintf("direct to the simulator: %d jobs started above the threshold; after: %.0f%% of the spare capacity per window, %d jobs on pay-as-you-go",
+			startedB, 100*use, paygo))
 	})
 
 	t.Run("metrics down or slow: headers, then probes", func(t *testing.T) {
@@ -328,6 +335,7 @@ func TestDrainWaitsForRealIdle(t *testing.T) {
 			// from the last busy reading (1 s) that doubles while probes
 			// keep finding the deployment busy: at most 3 in 4 s (at 0,
 			// 1 and 3 s).
+			figs = append(figs, fmt.Sprintf("metrics %s: %d probes and %d jobs on a fresh reading below the threshold in 4 s", fault, probes, onReading))
 			if probes > 3 {
 				t.Errorf("metrics %s: %d probes in 4s; want at most 3 (backoff 1s, doubling)", fault, probes)
 			}
@@ -351,7 +359,7 @@ func TestDrainWaitsForRealIdle(t *testing.T) {
 // drainAndMeasure waits for the backlog, sampling the PTU once per window
 // after the load stopped, and checks the share of the jobs' capacity used
 // and that no job ran on pay-as-you-go.
-func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo int64, paygoJobs func(int64) int64) {
+func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo int64, paygoJobs func(int64) int64) (use float64, paygo int64) {
 	t.Helper()
 	spare := idleThresh * idleCapacity
 	prev := jobsSimUsage(t, f.simURL, idlePTU)
@@ -410,9 +418,11 @@ func drainAndMeasure(t *testing.T, f *idleFleet, ids []string, interactivePaygo 
 	if mean < 0.9 {
 		t.Errorf("the backlog used %.0f%% of the spare capacity per window; want at least 90%%", 100*mean)
 	}
-	if n := paygoJobs(interactivePaygo); n != 0 {
-		t.Errorf("%d jobs ran on pay-as-you-go; want 0", n)
+	paygo = paygoJobs(interactivePaygo)
+	if paygo != 0 {
+		t.Errorf("%d jobs ran on pay-as-you-go; want 0", paygo)
 	}
+	return mean, paygo
 }
 
 // drainTimeline logs, per measured window, what the drain on p did (its
