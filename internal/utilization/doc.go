@@ -9,9 +9,11 @@
 //     x-ratelimit-remaining-* against the limit): this instance's own
 //     samples, and the other instances' ([Fleet]: each instance writes its
 //     newest samples to one row of the DeploymentLoad table at most once
-//     per second; the drain reads the whole partition). A local sample
-//     read from x-ratelimit-remaining-* ends when its window resets
-//     (x-ratelimit-reset-*, [Reading.Until]), however young it is.
+//     per second; the drain reads the whole partition). A sample read
+//     from x-ratelimit-remaining-* carries when its window resets
+//     (x-ratelimit-reset-*, [Reading.Until]; the fleet's rows carry it
+//     too): past it the deployment reads 0%, however young or busy the
+//     sample, unless a source saw the deployment after the sample.
 //  3. Nothing fresh: unknown, which the drain treats as busy.
 //
 // [Signals] combines them per deployment: the newest fresh reading wins (a
