@@ -392,7 +392,7 @@ func drainSignals(c config.Config, rtr *route.Router, t store.Table, log *slog.L
 		for _, t := range m.Targets {
 			if t.Backend.Name == k.Backend && t.Deployment == k.Deployment {
 				if u := t.Sample(); u != nil && u.Percent >= 0 {
-					return utilization.Reading{Percent: u.Percent, Source: utilization.SourceHeaders, At: u.At, Until: u.ResetAt}, true
+					return utilization.Reading{Percent: u.Percent, Source: utilization.SourceHeaders, At: u.At, Until: u.ResetAt, Capacity: float64(max(u.LimitTokens, 0))}, true
 				}
 			}
 		}

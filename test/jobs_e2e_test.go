@@ -381,7 +381,8 @@ func startOwnStack(t testing.TB, simCfg, gwCfg string) *ownStack {
 
 func (s *ownStack) startGateway(t testing.TB) {
 	t.Helper()
-	s.gw = start(t, s.dir, []string{"GATEWAY_CONFIG=" + s.cfgPath}, "serve")
+	// Debug logs: the drain's placements and rounds (drainTimeline).
+	s.gw = start(t, s.dir, []string{"GATEWAY_CONFIG=" + s.cfgPath, "GATEWAY_LOG_LEVEL=debug"}, "serve")
 	waitHTTP(t, s.gw, s.url+"/healthz")
 }
 
@@ -499,6 +500,7 @@ models:
 	var shares []float64
 	var backlog []int // jobs queued at the start of each window
 	queued := nJobs - ranInB
+	bounds := []time.Time{start}
 	deadline := start.Add(30 * time.Second)
 	for {
 		backlog = append(backlog, queued)
@@ -506,6 +508,7 @@ models:
 		cur := jobsSimUsage(t, s.simURL, "gpt-4o-mini")
 		used := (cur.PromptTokens + cur.CompletionTokens) - (prev.PromptTokens + prev.CompletionTokens)
 		prev = cur
+		bounds = append(bounds, time.Now())
 		left := len(listJobs(t, s.url, s.key, "status=queued&limit=1000"))
 		queued = left
 		shares = append(shares, float64(used)/budget)
@@ -516,6 +519,7 @@ models:
 	}
 	all := waitTerminal(t, s.url, s.key, ids, 15*time.Second)
 	t.Logf("backlog of %d jobs drained in %v", nJobs, time.Since(start).Round(100*time.Millisecond))
+	drainTimeline(t, s.gw, bounds)
 	// Window 1 still holds the interactive tail and the stale busy sample;
 	// a window that began with less backlog than one window of the jobs'
 	// share holds cannot fill it. The others count.

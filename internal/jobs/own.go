@@ -65,11 +65,9 @@ func (o *ownLoad) windowOf(def time.Duration) time.Duration {
 	return w
 }
 
-// allowance is the tokens the drain may start on the deployment now in
-// place of its own jobs that left the window since the busy reading, and
-// when the next of its jobs still in the window leaves (zero: none).
-func (o *ownLoad) allowance(now time.Time, def time.Duration) (float64, time.Time) {
-	w := o.windowOf(def)
+// avgTokens is what the drain's finished jobs on the deployment cost on
+// average (0: none finished).
+func (o *ownLoad) avgTokens() float64 {
 	var sum float64
 	n := 0
 	for _, j := range o.jobs {
@@ -79,9 +77,20 @@ func (o *ownLoad) allowance(now time.Time, def time.Duration) (float64, time.Tim
 		}
 	}
 	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
+// allowance is the tokens the drain may start on the deployment now in
+// place of its own jobs that left the window since the busy reading, and
+// when the next of its jobs still in the window leaves (zero: none).
+func (o *ownLoad) allowance(now time.Time, def time.Duration) (float64, time.Time) {
+	w := o.windowOf(def)
+	avg := o.avgTokens() // a running job's charge is not known yet
+	if avg == 0 {
 		return 0, time.Time{}
 	}
-	avg := sum / float64(n) // a running job's charge is not known yet
 	var freed, taken float64
 	var next time.Time
 	for _, j := range o.jobs {

@@ -16,6 +16,7 @@ type clockLoads struct {
 	share float64
 	at    time.Time
 	until time.Time
+	cap   float64 // Reading.Capacity
 }
 
 func (c *clockLoads) set(share float64, at, until time.Time) {
@@ -30,7 +31,7 @@ func (c *clockLoads) Utilization(utilization.Key, float64) utilization.Reading {
 	if c.share < 0 {
 		return utilization.Reading{Source: utilization.SourceUnknown}
 	}
-	return utilization.Reading{Percent: 100 * c.share, Source: utilization.SourceHeaders, At: c.at, Until: c.until}
+	return utilization.Reading{Percent: 100 * c.share, Source: utilization.SourceHeaders, At: c.at, Until: c.until, Capacity: c.cap}
 }
 
 func (c *clockLoads) Refresh(context.Context) error { return nil }
@@ -109,5 +110,38 @@ func TestOwnWindowLearnedFromReset(t *testing.T) {
 	}
 	if w := (&ownLoad{}).windowOf(time.Minute); w != time.Minute {
 		t.Errorf("nothing learned: window %v; want the configured 1m", w)
+	}
+}
+
+// TestSlotsFromTokenHeadroom: near the threshold, a reading that knows the
+// window's size in tokens lets as many jobs run at once as fit below the
+// threshold at what the drain's jobs cost, not one at a time.
+func TestSlotsFromTokenHeadroom(t *testing.T) {
+	for _, tt := range []struct {
+		cap      float64
+		min, max int32
+	}{{0, 1, 1}, {1000, 3, 8}} {
+		loads := &clockLoads{}
+		f, be := twoTargetFixture(t, loads, []utilization.Key{keyPTU}, 150*time.Millisecond)
+		f.d.opt.Concurrency = 8
+		loads.set(0.1, f.clock.Now(), time.Time{})
+		f.submit(t, "") // learns what a job costs (2 tokens)
+		if st, _ := f.d.Drain(context.Background()); st.Succeeded != 1 {
+			t.Fatalf("first job: %v", st)
+		}
+		be.peak.Store(0)
+		// 60% of a 1,000-token window, threshold 70%: room for 50 jobs of 2 tokens.
+		loads.mu.Lock()
+		loads.share, loads.at, loads.cap = 0.6, f.clock.Now(), tt.cap
+		loads.mu.Unlock()
+		for range 12 {
+			f.submit(t, "")
+		}
+		if st, _ := f.d.Drain(context.Background()); st.Succeeded != 12 {
+			t.Fatalf("capacity %v: round %v", tt.cap, st)
+		}
+		if got := be.peak.Load(); got < tt.min || got > tt.max {
+			t.Errorf("capacity %v: peak concurrency %d, want %d..%d", tt.cap, got, tt.min, tt.max)
+		}
 	}
 }

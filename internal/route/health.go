@@ -91,6 +91,9 @@ type Utilization struct {
 	// that gave Percent); after it the sample no longer says anything
 	// about the load. Zero when not reported.
 	ResetAt time.Time `json:"reset_at,omitzero"`
+	// LimitTokens is the token limit of the window (the configured TPM or
+	// x-ratelimit-limit-tokens); 0 when not known.
+	LimitTokens int64 `json:"limit_tokens,omitempty"`
 }
 
 // cool marks the deployment cooling until at least until (never shortens).
@@ -135,6 +138,9 @@ func (d *deployment) observe(h http.Header, now time.Time) {
 	if okT {
 		u.RemainingTokens = &remT
 		used(remT, d.capacity.TPM, "X-Ratelimit-Limit-Tokens", "X-Ratelimit-Reset-Tokens")
+		if u.LimitTokens = d.capacity.TPM; u.LimitTokens <= 0 {
+			u.LimitTokens, _ = headerInt(h, "X-Ratelimit-Limit-Tokens")
+		}
 	}
 	if okR {
 		u.RemainingRequests = &remR

@@ -34,6 +34,9 @@ type Reading struct {
 	// window, so from then on the deployment reads 0% as of Until, however
 	// young or busy the sample was. Zero: no such end.
 	Until time.Time
+	// Capacity is the window's size in tokens when the sample knows it
+	// (x-ratelimit-remaining-tokens against the limit); 0 when not.
+	Capacity float64
 }
 
 // Known reports whether the reading rests on a fresh signal.
@@ -118,7 +121,7 @@ func (s *Signals) Utilization(k Key, threshold float64) Reading {
 		// later traffic (a newer metric point) still wins over it.
 		seen := r.At
 		if !r.Until.IsZero() && !now.Before(r.Until) {
-			r = Reading{Percent: 0, Source: r.Source, At: r.Until}
+			r = Reading{Percent: 0, Source: r.Source, At: r.Until, Capacity: r.Capacity}
 		}
 		if now.Sub(r.At) >= maxAge {
 			return
