@@ -587,3 +587,35 @@ func BenchmarkPick(b *testing.B) {
 		plan, _ = m.Plan(plan, q)
 	}
 }
+
+// TestUtilizationLimitTokens: the sample knows the window's token limit,
+// from the configured TPM or else x-ratelimit-limit-tokens (the drain sizes
+// its concurrency by it); none without a token dimension.
+func TestUtilizationLimitTokens(t *testing.T) {
+	r := testRouter(t, `
+backends:
+  - {name: s, url: "http://b", capacity: {tpm: 1000}, auth: {none: true}}
+  - {name: h, url: "http://h", auth: {none: true}}
+models:
+  m:
+    targets:
+      - {backend: s, deployment: ds}
+      - {backend: h, deployment: dh}
+`, newFakeClock())
+	m, _ := r.Model("m")
+	target(t, m, "s").Observe(header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-limit-tokens", "5000"))
+	target(t, m, "h").Observe(header("x-ratelimit-remaining-tokens", "100", "x-ratelimit-limit-tokens", "5000"))
+	got := map[string]int64{}
+	for _, b := range r.Status() {
+		got[b.Name] = b.Utilization.LimitTokens
+	}
+	if got["s"] != 1000 || got["h"] != 5000 {
+		t.Errorf("limit tokens: %v; want s 1000 (configured), h 5000 (header)", got)
+	}
+	target(t, m, "h").Observe(header("x-ratelimit-remaining-requests", "9", "x-ratelimit-limit-requests", "10"))
+	for _, b := range r.Status() {
+		if b.Name == "h" && b.Utilization.LimitTokens != 0 {
+			t.Errorf("requests only: limit tokens %d; want 0", b.Utilization.LimitTokens)
+		}
+	}
+}
