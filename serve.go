@@ -285,10 +285,21 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		}
 	}
 
+	// Batch API: each line a job of the same queue and drain.
+	bs, err := newBatches(ctx, c, st, q, claims, js, policies, log)
+	if err != nil {
+		return nil, err
+	}
 	a.timers = map[string]handlers.Timer{
 		"drain": func(ctx context.Context) ([]string, error) {
+			// Batches first (queue their lines, finish the ended ones);
+			// a failure there is logged and the drain still runs.
+			bst, berr := bs.Advance(ctx)
+			if berr != nil {
+				log.Warn("batches: advance", "error", berr)
+			}
 			stats, err := dr.Drain(ctx)
-			return []string{stats.String()}, err
+			return []string{bst.String(), stats.String()}, err
 		},
 		"rollup": daily.Timer(),
 	}
@@ -310,7 +321,8 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		Backends:        drainStatus{rtr: rtr, sig: sig, policies: policies},
 		Keys: &auth.Admin{Keys: keys, Changed: authn.Forget,
 			KnownModel: func(m string) bool { _, err := rtr.Model(m); return err == nil }},
-		Jobs: js,
+		Jobs:    js,
+		Batches: bs,
 		Submit: func(ctx context.Context, s jobs.Submission) (*jobs.Job, error) {
 			if len(policies[s.Req.Model].Targets) == 0 {
 				return nil, httperr.BadRequest("jobs_not_allowed", "Model "+s.Req.Model+" has no deployment that may run low-priority jobs (models."+s.Req.Model+".jobs: targets, or spillToPaygo for a pay-as-you-go only model).")

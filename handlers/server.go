@@ -122,6 +122,9 @@ type Deps struct {
 	// Submit queues a low-priority request (Prefer: respond-async); nil
 	// refuses async requests.
 	Submit func(ctx context.Context, s jobs.Submission) (*jobs.Job, error)
+	// Batches serves the Batch API (/openai/v1/files, /openai/v1/batches
+	// and the Azure paths); nil answers 404.
+	Batches batchAPI
 	// Quota admits requests against rate limits and budgets; nil = none.
 	Quota admitter
 	// Tokens counts prompt tokens offline (usage estimates); nil = bytes/4.
@@ -205,6 +208,7 @@ func New(d Deps) http.Handler {
 
 	g.registerAdmin(e)
 	g.registerJobs(e)
+	g.registerBatch(e)
 	for name, fn := range d.Timers {
 		e.POST("/"+name, g.timer(name, fn))
 	}

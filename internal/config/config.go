@@ -125,6 +125,8 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits" json:"limits"`
 	// Jobs tunes low-priority jobs and the drain (see jobs.go).
 	Jobs JobsConfig `yaml:"jobs" json:"jobs"`
+	// Batch tunes the OpenAI Batch API (see batch.go).
+	Batch BatchConfig `yaml:"batch" json:"batch"`
 	// Identity accepts JWT bearer tokens from OIDC issuers beside API keys
 	// (see identity.go). Default: none, API keys only.
 	Identity IdentityConfig `yaml:"identity" json:"identity"`
@@ -575,6 +577,7 @@ func (c *Config) applyDefaults() {
 	c.Limits.applyDefaults()
 	c.Ledger.applyDefaults()
 	c.Jobs.applyDefaults()
+	c.Batch.applyDefaults()
 	c.Identity.applyDefaults()
 	provisioned := map[string]bool{}
 	for i := range c.Backends {
@@ -755,6 +758,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Routing.validate()...)
 	errs = append(errs, c.Jobs.validate()...)
+	errs = append(errs, c.Batch.validate()...)
 	errs = append(errs, c.Ledger.validate()...)
 	errs = append(errs, c.Identity.validate()...)
 	if len(c.Auth.AdminTeams) > 0 {

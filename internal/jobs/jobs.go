@@ -23,6 +23,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/queue"
 	"github.com/foundry-gateway/gateway/internal/queue/claim"
 	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/store"
 	"github.com/foundry-gateway/gateway/internal/telemetry"
 	"github.com/foundry-gateway/gateway/internal/utilization"
 )
@@ -73,6 +74,12 @@ type Policy struct {
 
 // Submission is what the HTTP layer hands to Submit.
 type Submission struct {
+	// ID, when set, is the job's id (a Batch API line's, derived from its
+	// batch and line): Submit is then idempotent. An existing job is sent
+	// again unless it is terminal (the queue drops a duplicate id still
+	// queued), and a refused send leaves the job queued for the caller to
+	// retry instead of failing it.
+	ID               string
 	KeyID, Team, App string
 	// Regions the job may be served from (the caller's scope); empty = any.
 	Regions     []string
@@ -110,8 +117,18 @@ func Submit(ctx context.Context, st *Store, q sender, s Submission) (*Job, error
 			return nil, httperr.BadRequest("invalid_callback", "The callback URL must be an absolute http(s) URL.")
 		}
 	}
-	j := &Job{ID: newID(), KeyID: s.KeyID, Team: s.Team, App: s.App, Model: s.Req.Model, Op: string(s.Req.Op), CallbackURL: s.CallbackURL}
-	if err := st.Create(ctx, j); err != nil {
+	j := &Job{ID: s.ID, KeyID: s.KeyID, Team: s.Team, App: s.App, Model: s.Req.Model, Op: string(s.Req.Op), CallbackURL: s.CallbackURL}
+	if j.ID == "" {
+		j.ID = newID()
+	}
+	if err := st.Create(ctx, j); errors.Is(err, store.ErrExists) && s.ID != "" {
+		if j, err = st.Get(ctx, s.KeyID, s.ID); err != nil {
+			return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "job_store_unavailable", "The gateway cannot record the job right now. Retry shortly.")
+		}
+		if j.Status.Terminal() {
+			return j, nil
+		}
+	} else if err != nil {
 		return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "job_store_unavailable", "The gateway cannot record the job right now. Retry shortly.")
 	}
 	style := "v1"
@@ -125,6 +142,9 @@ func Submit(ctx context.Context, st *Store, q sender, s Submission) (*Job, error
 		"key": s.KeyID, "op": string(s.Req.Op), "style": style, "model": s.Req.Model,
 		"query": s.RawQuery, "traceparent": s.Traceparent, "regions": strings.Join(s.Regions, ","),
 	}})
+	if err != nil && s.ID != "" {
+		return nil, httperr.Wrap(err, http.StatusServiceUnavailable, "queue_unavailable", "The gateway cannot queue the request right now. Retry shortly.")
+	}
 	if err != nil {
 		stored := errors.Is(err, claim.ErrStore)
 		_, _, _ = st.Update(ctx, j.KeyID, j.ID, func(j *Job) bool {

@@ -137,6 +137,21 @@ func (s *Store) List(ctx context.Context, keyID string, status Status, limit int
 	return out, nil
 }
 
+// Range returns up to limit of keyID's jobs whose ids lie in [from, to),
+// in id order, results included (the lines of a batch: ids share its
+// prefix). limit 0 = all.
+func (s *Store) Range(ctx context.Context, keyID, from, to string, limit int) ([]*Job, error) {
+	es, err := s.t.Query(ctx, store.Query{PartitionKey: keyID, RowKeyFrom: from, RowKeyTo: to, Limit: limit})
+	if err != nil {
+		return nil, fmt.Errorf("range jobs: %w", err)
+	}
+	out := make([]*Job, len(es))
+	for i, e := range es {
+		out[i] = fromEntity(e)
+	}
+	return out, nil
+}
+
 // Update applies change to the stored job under its ETag, re-reading and
 // retrying on conflicts. change returns false to leave the job as it is
 // (for example because it is already terminal). It returns the job as
