@@ -298,7 +298,9 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 			if berr != nil {
 				log.Warn("batches: advance", "error", berr)
 			}
+			stop := bs.Every(ctx, c.Batch.AdvanceInterval.D())
 			stats, err := dr.Drain(ctx)
+			stop()
 			return []string{bst.String(), stats.String()}, err
 		},
 		"rollup": daily.Timer(),

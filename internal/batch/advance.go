@@ -80,6 +80,31 @@ func (s *Service) Advance(ctx context.Context) (AdvanceStats, error) {
 	return st, errors.Join(errs...)
 }
 
+// Every runs Advance every interval until the returned stop is called
+// (stop waits for a running Advance to end). The drain timer runs it
+// beside a drain round, which lasts until the queue is empty: request
+// counts, cancels and finished batches then move while the round runs.
+func (s *Service) Every(ctx context.Context, interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := s.Advance(ctx); err != nil && ctx.Err() == nil {
+					s.opt.Log.Warn("batches: advance", "error", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 func (s *Service) dropIndex(ctx context.Context, id string) {
 	if err := s.batches.Delete(ctx, activePartition, id, "*"); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.opt.Log.Warn("batch: drop index row", "batch", id, "error", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/jobs"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/store"
+	"github.com/tidwall/gjson"
 )
 
 // Blobs holds file contents (blob.Dir or blob.Azure).
@@ -363,6 +364,8 @@ func (s *Service) validate(ctx context.Context, data []byte, op openai.Op, check
 		var in inputLine
 		l := line{}
 		if err := json.Unmarshal(raw, &in); err != nil {
+			// Best effort: a line cut short may still name its custom_id.
+			l.CustomID = gjson.GetBytes(raw, "custom_id").String()
 			l.Code, l.Msg = "invalid_json_line", "This line is not valid JSON: "+err.Error()
 			out = append(out, l)
 			continue
@@ -491,7 +494,7 @@ func (s *Service) Cancel(ctx context.Context, keyID, id string) (*Batch, error) 
 	if err != nil {
 		return nil, unavailable(err, "cancel the batch")
 	}
-	if b.Status != StatusCancelling && b.Status != StatusCancelled {
+	if b.Status != StatusCancelling {
 		return nil, httperr.New(http.StatusConflict, "batch_not_cancellable", "The batch is "+string(b.Status)+"; only a validating or in-progress batch can be cancelled.")
 	}
 	return b, nil

@@ -22,6 +22,9 @@ type BatchConfig struct {
 	// AdvanceBudget bounds the batch work (queueing lines, counting,
 	// writing output files) done before each drain round. Default 30s.
 	AdvanceBudget Duration `yaml:"advanceBudget" json:"advanceBudget"`
+	// AdvanceInterval: while a drain round runs, batches are advanced
+	// (request_counts, cancels, output files) this often. Default 5s.
+	AdvanceInterval Duration `yaml:"advanceInterval" json:"advanceInterval"`
 }
 
 func (b *BatchConfig) applyDefaults() {
@@ -37,6 +40,9 @@ func (b *BatchConfig) applyDefaults() {
 	if b.FileRetention == 0 {
 		b.FileRetention = Duration(30 * 24 * time.Hour)
 	}
+	if b.AdvanceInterval == 0 {
+		b.AdvanceInterval = Duration(5 * time.Second)
+	}
 	if b.AdvanceBudget == 0 {
 		b.AdvanceBudget = Duration(30 * time.Second)
 	}
@@ -50,8 +56,8 @@ func (b *BatchConfig) validate() []error {
 	if b.MaxLines < 0 || b.MaxLines > 1000000 {
 		errs = append(errs, fmt.Errorf("batch.maxLines %d: want 1..1000000", b.MaxLines))
 	}
-	if b.FileRetention < 0 || b.AdvanceBudget < 0 {
-		errs = append(errs, fmt.Errorf("batch.fileRetention and batch.advanceBudget must be positive"))
+	if b.FileRetention < 0 || b.AdvanceBudget < 0 || b.AdvanceInterval < 0 {
+		errs = append(errs, fmt.Errorf("batch.fileRetention, batch.advanceBudget and batch.advanceInterval must be positive"))
 	}
 	return errs
 }
