@@ -18,7 +18,9 @@ import (
 	"github.com/foundry-gateway/gateway/internal/batch"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/openai"
+	"github.com/foundry-gateway/gateway/internal/quota"
 	"github.com/foundry-gateway/gateway/internal/route"
+	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
 // batchAPI is the Batch API (files and batches) the handlers serve.
@@ -267,6 +269,17 @@ func (g *gateway) createBatch(c echo.Context, p auth.Principal) error {
 		return badRequest(err)
 	}
 	ctx := c.Request().Context()
+	// The batch counts as one request against the caller's rate limits and
+	// is refused once a monthly budget is spent (estimate: one token). Its
+	// lines' tokens are charged to the budgets as they run, like jobs.
+	if g.Quota != nil {
+		ticket, err := g.Quota.Admit(ctx, c.Response().Header(), quota.Subjects(p.KeyID, p.Team, p.App),
+			openai.Request{Op: openai.OpChat, MaxOutput: 1, N: 1}, nil)
+		if err != nil {
+			return err
+		}
+		defer ticket.SettleUsage(usage.Usage{Reported: true})
+	}
 	check := func(ctx context.Context, op openai.Op, body []byte) (openai.Request, []byte, error) {
 		req, err := openai.Parse(op, openai.StyleV1, "", "", body)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -39,6 +40,7 @@ auth: { keyCacheTTL: 30s }
 timers: { drain: 100ms, rollup: 1h }
 jobs: { concurrency: 8, probeBackoff: 100ms }
 batch: { maxLines: 2000, advanceInterval: 200ms }
+limits: { syncInterval: 100ms, teams: { capped: { monthlyTokens: 200 } } }
 backends:
   - { name: sim, url: "%[3]s", region: swedencentral, auth: { none: true } }
 models:
@@ -245,7 +247,8 @@ func usageOf(t testing.TB, lines []outLine) (prompt, completion int64) {
 // runs; a batch cancelled mid-way keeps its finished lines; the Azure
 // paths work with the Azure client.
 func TestBatchAPIOpenAIClient(t *testing.T) {
-	s := startBatchStack(t, []string{"--team", "research", "--app", "scoped", "--models", "gpt-4o-mini,slow"})
+	s := startBatchStack(t, []string{"--team", "research", "--app", "scoped", "--models", "gpt-4o-mini,slow"},
+		[]string{"--team", "capped", "--app", "budget"})
 	ctx := context.Background()
 	c := s.client(s.key)
 	const n = 1000
@@ -373,6 +376,26 @@ func TestBatchAPIOpenAIClient(t *testing.T) {
 		}
 		if _, err := c.Batches.Cancel(ctx, b.ID); err == nil || !strings.Contains(err.Error(), "409") {
 			t.Errorf("cancelling a cancelled batch: %v, want 409", err)
+		}
+	})
+
+	t.Run("budget", func(t *testing.T) {
+		capped := s.client(s.keys[2])
+		id := uploadBatch(t, ctx, capped, batchInput("gpt-4o-mini", 10))
+		params := openai.BatchNewParams{InputFileID: id, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: "24h"}
+		b, err := capped.Batches.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Ten lines of ~28 tokens each spend the team's 200-token budget.
+		if done, _ := waitBatch(t, ctx, capped, b.ID, 30*time.Second); done.RequestCounts.Completed != 10 {
+			t.Fatalf("batch: %+v", done.RequestCounts)
+		}
+		time.Sleep(300 * time.Millisecond) // the limiter's sync interval
+		_, err = capped.Batches.New(ctx, params)
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.Code != "monthly_budget_exceeded" {
+			t.Errorf("a batch once the budget is spent: %v, want monthly_budget_exceeded", err)
 		}
 	})
 
