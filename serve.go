@@ -292,16 +292,18 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	a.timers = map[string]handlers.Timer{
 		"drain": func(ctx context.Context) ([]string, error) {
-			// Batches first (queue their lines, finish the ended ones);
-			// a failure there is logged and the drain still runs.
-			bst, berr := bs.Advance(ctx)
-			if berr != nil {
-				log.Warn("batches: advance", "error", berr)
-			}
+			// Batches advance beside the round (queue their lines,
+			// count, finish the ended ones); failures there are logged.
 			stop := bs.Every(ctx, c.Batch.AdvanceInterval.D())
+			defer stop()
 			stats, err := dr.Drain(ctx)
-			stop()
-			return []string{bst.String(), stats.String()}, err
+			logs := []string{stats.String()}
+			for err == nil && ctx.Err() == nil && bs.Queueing() && len(logs) < 1000 {
+				// A batch's lines are being queued: drain them as they come.
+				stats, err = dr.Drain(ctx)
+				logs = append(logs, stats.String())
+			}
+			return logs[max(0, len(logs)-3):], err
 		},
 		"rollup": daily.Timer(),
 	}

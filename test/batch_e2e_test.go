@@ -161,14 +161,15 @@ func uploadBatch(t testing.TB, ctx context.Context, c openai.Client, data []byte
 func waitBatch(t testing.TB, ctx context.Context, c openai.Client, id string, within time.Duration) (*openai.Batch, []string) {
 	t.Helper()
 	var seen []string
-	deadline := time.Now().Add(within)
+	start := time.Now()
+	deadline := start.Add(within)
 	for {
 		b, err := c.Batches.Get(ctx, id)
 		if err != nil {
 			t.Fatalf("get batch: %v", err)
 		}
-		if len(seen) == 0 || seen[len(seen)-1] != string(b.Status) {
-			seen = append(seen, string(b.Status))
+		if len(seen) == 0 || !strings.HasPrefix(seen[len(seen)-1], string(b.Status)+" ") {
+			seen = append(seen, fmt.Sprintf("%s at %.1fs", b.Status, time.Since(start).Seconds()))
 		}
 		switch b.Status {
 		case openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled, openai.BatchStatusExpired:

@@ -28,6 +28,9 @@ param jobBodiesContainerName string
 @minValue(1)
 param jobBodiesRetentionDays int
 
+@description('Blob container of the Batch API files (uploads, output and error files). Must match batch.fileContainer in the gateway config (default batch-files).')
+param batchFilesContainerName string = 'batch-files'
+
 @description('Optional object id of the principal that gets Storage Table Data Contributor on the account: the deployer, so that the first admin key can be created from a laptop with az login (handler keys create). Empty: none.')
 param tableAdminPrincipalId string
 
@@ -118,6 +121,14 @@ resource jobBodiesContainer 'Microsoft.Storage/storageAccounts/blobServices/cont
   }
 }
 
+resource batchFilesContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: batchFilesContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 // A body whose delete failed (storage unreachable when its job finished) is
 // removed by this rule; the gateway itself deletes each body when its job
 // is completed, failed, cancelled or dead-lettered.
@@ -161,6 +172,18 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
 resource jobBodiesContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(jobBodiesContainer.id, principalId, storageBlobDataContributor)
   scope: jobBodiesContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The gateway's role on the Batch API files, scoped to their container (the
+// gateway deletes each file at its expires_at).
+resource batchFilesContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(batchFilesContainer.id, principalId, storageBlobDataContributor)
+  scope: batchFilesContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: principalId

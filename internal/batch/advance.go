@@ -80,29 +80,32 @@ func (s *Service) Advance(ctx context.Context) (AdvanceStats, error) {
 	return st, errors.Join(errs...)
 }
 
-// Every runs Advance every interval until the returned stop is called
-// (stop waits for a running Advance to end). The drain timer runs it
-// beside a drain round, which lasts until the queue is empty: request
-// counts, cancels and finished batches then move while the round runs.
+// Every runs Advance at once and then every interval until the returned
+// stop is called; stop lets a running Advance finish (it has its own
+// budget) and waits for it. The drain timer runs it beside a drain round,
+// which lasts until the queue is empty: lines are queued while earlier
+// ones already run, and request counts, cancels and finished batches move
+// while the round runs.
 func (s *Service) Every(ctx context.Context, interval time.Duration) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
+			if _, err := s.Advance(ctx); err != nil && ctx.Err() == nil {
+				s.opt.Log.Warn("batches: advance", "error", err)
+			}
 			select {
+			case <-quit:
+				return
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if _, err := s.Advance(ctx); err != nil && ctx.Err() == nil {
-					s.opt.Log.Warn("batches: advance", "error", err)
-				}
 			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	return func() { close(quit); <-done }
 }
 
 func (s *Service) dropIndex(ctx context.Context, id string) {
@@ -232,6 +235,8 @@ func (s *Service) submit(ctx context.Context, b *Batch) (queued int, done bool, 
 	if err != nil {
 		return 0, false, err
 	}
+	s.queueing.Store(true)
+	defer s.queueing.Store(false)
 	op, _ := opOf(b.Endpoint)
 	for start := b.Submitted; start < len(lines); {
 		if ctx.Err() != nil {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/blob"
@@ -68,7 +69,12 @@ type Service struct {
 
 	mu        sync.Mutex // one Advance at a time
 	lastSweep time.Time
+	queueing  atomic.Bool // an Advance is queueing lines
 }
+
+// Queueing reports whether an Advance is queueing lines right now: the
+// drain timer keeps draining while it does (see Every).
+func (s *Service) Queueing() bool { return s.queueing.Load() }
 
 // New builds the service on its two tables, the blob container and the jobs.
 func New(files, batches store.Table, blobs Blobs, lines Lines, opt Options) *Service {
