@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime/multipart"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,7 @@ blob: { kind: embedded, path: %[2]s/blobs }
 auth: { keyCacheTTL: 30s }
 timers: { drain: 100ms, rollup: 1h }
 jobs: { concurrency: 8, probeBackoff: 100ms }
-batch: { maxLines: 2000, advanceInterval: 200ms }
+batch: { maxLines: 2000, maxFileBytes: 1000000, advanceInterval: 200ms }
 limits: { syncInterval: 100ms, teams: { capped: { monthlyTokens: 200 } } }
 backends:
   - { name: sim, url: "%[3]s", region: swedencentral, auth: { none: true } }
@@ -397,6 +398,31 @@ func TestBatchAPIOpenAIClient(t *testing.T) {
 		var apiErr *openai.Error
 		if !errors.As(err, &apiErr) || apiErr.Code != "monthly_budget_exceeded" {
 			t.Errorf("a batch once the budget is spent: %v, want monthly_budget_exceeded", err)
+		}
+	})
+
+	t.Run("upload errors", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			purpose, file string
+			code          int
+			want          string
+		}{
+			"too large":     {"batch", strings.Repeat("x", 1000001), 413, "file_too_large"},
+			"other purpose": {"fine-tune", "x", 400, "purpose"},
+			"no file":       {"batch", "", 400, "file field is required"},
+		} {
+			var buf bytes.Buffer
+			mw := multipart.NewWriter(&buf)
+			_ = mw.WriteField("purpose", tc.purpose)
+			if tc.file != "" {
+				fw, _ := mw.CreateFormFile("file", "in.jsonl")
+				_, _ = fw.Write([]byte(tc.file))
+			}
+			_ = mw.Close()
+			code, _, body := jcall(t, "POST", s.url+"/openai/v1/files", s.key, buf.String(), map[string]string{"Content-Type": mw.FormDataContentType()})
+			if code != tc.code || !strings.Contains(string(body), tc.want) || !strings.Contains(string(body), `"error"`) {
+				t.Errorf("%s: %d %s, want %d %s", name, code, body, tc.code, tc.want)
+			}
 		}
 	})
 

@@ -338,9 +338,15 @@ func (s *Service) finalize(ctx context.Context, b *Batch, rows []*jobs.Job, comp
 		switch {
 		case l.Code != "":
 			ol.Error = &lineErr{Code: l.Code, Message: l.Msg}
-		case j == nil || j.Status == jobs.StatusCancelled || !j.Status.Terminal():
+		case (j == nil || j.Status == jobs.StatusCancelled || !j.Status.Terminal()) && b.End != "":
 			e := end
 			ol.Error = &e
+		case j == nil || !j.Status.Terminal():
+			// Cannot happen: a batch that did not end early finalizes
+			// only once every line was queued and has ended.
+			ol.Error = &lineErr{Code: "request_failed", Message: "The request was not run."}
+		case j.Status == jobs.StatusCancelled:
+			ol.Error = &lineErr{Code: "request_cancelled", Message: "The line's job was cancelled (DELETE /jobs/" + j.ID + ")."}
 		case j.ResultStatus > 0 && len(j.ResultBody) > 0:
 			body := json.RawMessage(j.ResultBody)
 			if !json.Valid(body) {

@@ -405,3 +405,19 @@ func TestFileExpiry(t *testing.T) {
 		t.Errorf("content of the expired file: %v", err)
 	}
 }
+
+// TestLineJobCancelled: a line whose job the caller cancelled through the
+// jobs API is reported as such; the batch still completes.
+func TestLineJobCancelled(t *testing.T) {
+	f := newFixture(t, nil, Options{})
+	b := f.create(t, chatLine("a", "m")+"\n"+chatLine("b", "m"))
+	f.advance(t)
+	if _, err := f.js.Cancel(context.Background(), "k1", jobID(b.ID, 0)); err != nil {
+		t.Fatal(err)
+	}
+	f.finish(t, b, 1, jobs.StatusSucceeded, 200, `{}`)
+	f.advance(t)
+	if b = f.get(t, b.ID); b.Status != StatusCompleted || ids(f.file(t, b.ErrorFileID)) != "a=request_cancelled" || b.Completed != 1 {
+		t.Fatalf("batch: %s, errors %s", b.Status, ids(f.file(t, b.ErrorFileID)))
+	}
+}
