@@ -465,13 +465,15 @@ func TestBatchAPIOpenAIClient(t *testing.T) {
 	}
 }
 
-// TestBatchSurvivesSIGKILL: the gateway is SIGKILLed while a batch runs;
-// after a restart the batch completes with every line exactly once in the
-// output file (in input order) and exactly one batch-class ledger row per
-// line. Only a line that was running at the kill may reach the simulator
-// twice (it is then billed once).
+// TestBatchSurvivesSIGKILL: the gateway is SIGKILLed twice while a batch
+// runs: once while its lines are still being queued (validating, some
+// already answered), once while they run; after each restart the batch goes
+// on, and it completes with every line exactly once in the output file (in
+// input order) and exactly one batch-class ledger row per line. Only a line
+// that was running at a kill may reach the simulator twice (it is then
+// billed once).
 func TestBatchSurvivesSIGKILL(t *testing.T) {
-	const n = 300
+	const n = 400
 	s := startBatchStack(t)
 	ctx := context.Background()
 	c := s.client(s.key)
@@ -481,27 +483,31 @@ func TestBatchSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var at openai.BatchRequestCounts
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		g, err := c.Batches.Get(ctx, b.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g.RequestCounts.Completed >= 40 {
-			at = g.RequestCounts
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("batch never got going: %+v", g)
+	kill := func(what string, when func(g *openai.Batch, sim int64) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			g, err := c.Batches.Get(ctx, b.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sim := jobsSimUsage(t, s.simURL, "slow").Requests; when(g, sim) {
+				if err := s.gw.cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				<-s.gw.done
+				t.Logf("killed the gateway %s: batch %s, %d lines counted done, simulator had answered %d", what, g.Status, g.RequestCounts.Completed, sim)
+				s.startGateway(t)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("never %s: %+v", what, g)
+			}
 		}
 	}
-	if err := s.gw.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-s.gw.done
-	before := jobsSimUsage(t, s.simURL, "slow").Requests
-	t.Logf("killed the gateway at %d of %d lines done (simulator had answered %d)", at.Completed, n, before)
-	s.startGateway(t)
+	kill("while queueing", func(g *openai.Batch, sim int64) bool { return g.Status == openai.BatchStatusValidating && sim >= 20 })
+	kill("while running", func(g *openai.Batch, sim int64) bool {
+		return g.Status == openai.BatchStatusInProgress && g.RequestCounts.Completed >= 200
+	})
 	done, _ := waitBatch(t, ctx, c, b.ID, 60*time.Second)
 	if done.Status != openai.BatchStatusCompleted || done.RequestCounts.Completed != n || done.RequestCounts.Failed != 0 || done.ErrorFileID != "" {
 		t.Fatalf("batch after the restart: %s %+v error file %q", done.Status, done.RequestCounts, done.ErrorFileID)
@@ -522,8 +528,8 @@ func TestBatchSurvivesSIGKILL(t *testing.T) {
 	if req != n {
 		t.Errorf("ledger batch rows: got %d, want %d (one per line)", req, n)
 	}
-	if sim.Requests < n || sim.Requests > n+8 { // jobs.concurrency lines may have been running at the kill
-		t.Errorf("simulator requests: got %d, want %d..%d", sim.Requests, n, n+8)
+	if sim.Requests < n || sim.Requests > n+16 { // jobs.concurrency lines may have been running at each kill
+		t.Errorf("simulator requests: got %d, want %d..%d", sim.Requests, n, n+16)
 	}
 	if sim.Requests == n && (p != sim.PromptTokens || cpl != sim.CompletionTokens) {
 		t.Errorf("ledger tokens %d+%d, simulator %d+%d", p, cpl, sim.PromptTokens, sim.CompletionTokens)
