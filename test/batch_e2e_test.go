@@ -249,7 +249,7 @@ func usageOf(t testing.TB, lines []outLine) (prompt, completion int64) {
 // runs; a batch cancelled mid-way keeps its finished lines; the Azure
 // paths work with the Azure client.
 func TestBatchAPIOpenAIClient(t *testing.T) {
-	s := startBatchStack(t, []string{"--team", "research", "--app", "scoped", "--models", "gpt-4o-mini,slow"},
+	s := startBatchStack(t, []string{"--team", "research", "--app", "scoped", "--models", "gpt-4o-mini,slow", "--max-output-tokens", "50", "--over-cap", "reject"},
 		[]string{"--team", "capped", "--app", "budget"})
 	ctx := context.Background()
 	c := s.client(s.key)
@@ -301,6 +301,7 @@ func TestBatchAPIOpenAIClient(t *testing.T) {
 			`{"custom_id":"scope","method":"POST","url":"/v1/chat/completions","body":{"model":"o4-mini","messages":[{"role":"user","content":"c"}]}}`,
 			`{"custom_id":"ok-1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"dup"}]}}`,
 			`{"custom_id":"ok-3","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"d"}]}}`,
+			`{"custom_id":"cap","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","max_tokens":500,"messages":[{"role":"user","content":"e"}]}}`,
 		}
 		before := jobsSimUsage(t, s.simURL, "gpt-4o-mini").Requests
 		id := uploadBatch(t, ctx, scoped, []byte(strings.Join(lines, "\n")+"\n"))
@@ -309,11 +310,11 @@ func TestBatchAPIOpenAIClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b.Errors.Data) != 4 || b.Errors.Data[0].Line != 2 || b.Errors.Data[0].Code != "invalid_json_line" {
+		if len(b.Errors.Data) != 5 || b.Errors.Data[0].Line != 2 || b.Errors.Data[0].Code != "invalid_json_line" {
 			t.Errorf("batch errors at creation: %+v", b.Errors.Data)
 		}
 		done, _ := waitBatch(t, ctx, scoped, b.ID, 30*time.Second)
-		if done.Status != openai.BatchStatusCompleted || done.RequestCounts.Total != 7 || done.RequestCounts.Completed != 3 || done.RequestCounts.Failed != 4 {
+		if done.Status != openai.BatchStatusCompleted || done.RequestCounts.Total != 8 || done.RequestCounts.Completed != 3 || done.RequestCounts.Failed != 5 {
 			t.Fatalf("batch: %s %+v", done.Status, done.RequestCounts)
 		}
 		out, errs := download(t, ctx, scoped, done.OutputFileID), download(t, ctx, scoped, done.ErrorFileID)
@@ -332,7 +333,7 @@ func TestBatchAPIOpenAIClient(t *testing.T) {
 			}
 			got = append(got, l.CustomID+"="+l.Error.Code)
 		}
-		if want := "broken=invalid_json_line,wrong-url=mismatched_endpoint,scope=model_not_allowed,ok-1=duplicate_custom_id"; strings.Join(got, ",") != want {
+		if want := "broken=invalid_json_line,wrong-url=mismatched_endpoint,scope=model_not_allowed,ok-1=duplicate_custom_id,cap=parameter_above_limit"; strings.Join(got, ",") != want {
 			t.Errorf("error file: got %v, want %s", got, want)
 		}
 		if d := jobsSimUsage(t, s.simURL, "gpt-4o-mini").Requests - before; d != 3 {
