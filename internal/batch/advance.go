@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/foundry-gateway/gateway/internal/jobs"
@@ -243,20 +244,46 @@ func (s *Service) submit(ctx context.Context, b *Batch) (queued int, done bool, 
 			return queued, false, nil // the next round goes on
 		}
 		end := min(start+submitStep, len(lines))
-		for i := start; i < end; i++ {
-			l := lines[i]
-			if l.Code != "" {
-				continue
-			}
-			req, err := openai.Parse(op, openai.StyleV1, "", "", l.Body)
-			if err != nil { // validated before; cannot happen unless the blob was damaged
-				return queued, false, fmt.Errorf("line %d: %w", i+1, err)
-			}
-			if _, err := s.lines.Submit(ctx, jobs.Submission{ID: jobID(b.ID, i), KeyID: b.KeyID, Team: b.Team, App: b.App,
-				Regions: b.Regions, Req: req, Body: l.Body}); err != nil {
-				return queued, false, err
-			}
-			queued++
+		// The lines of a step are independent: queue them side by side
+		// (each is a row write and a message send, network round trips in
+		// Azure); progress is saved once the whole step is in.
+		var (
+			mu    sync.Mutex
+			first error
+			wg    sync.WaitGroup
+			next  = start
+		)
+		for range submitWorkers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					mu.Lock()
+					i := next
+					next++
+					stop := first != nil
+					mu.Unlock()
+					if i >= end || stop {
+						return
+					}
+					l := lines[i]
+					if l.Code != "" {
+						continue
+					}
+					err := s.submitLine(ctx, b, op, i, l)
+					mu.Lock()
+					if err != nil && first == nil {
+						first = err
+					} else if err == nil {
+						queued++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if first != nil {
+			return queued, false, first
 		}
 		nb, _, err := s.update(ctx, b.KeyID, b.ID, func(nb *Batch) bool {
 			if nb.Submitted >= end {
@@ -274,6 +301,20 @@ func (s *Service) submit(ctx context.Context, b *Batch) (queued int, done bool, 
 		start = end
 	}
 	return queued, true, nil
+}
+
+// submitWorkers is how many lines of a step are queued at once.
+const submitWorkers = 8
+
+// submitLine queues line i as its job.
+func (s *Service) submitLine(ctx context.Context, b *Batch, op openai.Op, i int, l line) error {
+	req, err := openai.Parse(op, openai.StyleV1, "", "", l.Body)
+	if err != nil { // validated before; cannot happen unless the blob was damaged
+		return fmt.Errorf("line %d: %w", i+1, err)
+	}
+	_, err = s.lines.Submit(ctx, jobs.Submission{ID: jobID(b.ID, i), KeyID: b.KeyID, Team: b.Team, App: b.App,
+		Regions: b.Regions, Req: req, Body: l.Body})
+	return err
 }
 
 // rows reads all of a batch's line jobs, results included, in line order.
