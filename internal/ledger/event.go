@@ -84,6 +84,14 @@ func (e Event) RowKey() string { return EncodeKey(e.RequestID) }
 // and % itself are written as %XX. Ordinary team, app and model names are
 // unchanged. The columns keep the original text.
 func EncodeKey(s string) string {
+	if keySafe(s) {
+		return s // the usual case: no copy (issue 17: the ledger writer encodes several keys per event)
+	}
+	return encodeKey(s)
+}
+
+// encodeKey is EncodeKey's escaping.
+func encodeKey(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -112,9 +120,27 @@ func EncodeKey(s string) string {
 	return out
 }
 
+// keySafe reports whether EncodeKey leaves s as it is: no byte it escapes,
+// and no U+0080–U+009F (UTF-8 0xC2 0x80–0x9F).
+func keySafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '/' || c == '\\' || c == '#' || c == '?' || c == '|' || c == '%' || c == '\'' || c < 0x20 || c == 0x7f:
+			return false
+		case c == 0xC2 && i+1 < len(s) && s[i+1] >= 0x80 && s[i+1] <= 0x9f:
+			return false
+		}
+	}
+	return true
+}
+
 // entity is the UsageEvents row of e.
-func (e Event) entity() store.Entity {
-	return store.Entity{PartitionKey: e.PartitionKey(), RowKey: e.RowKey(), Props: map[string]any{
+func (e Event) entity() store.Entity { return e.entityIn(e.PartitionKey()) }
+
+// entityIn is the UsageEvents row of e in partition pk (e.PartitionKey(),
+// which the writer has at hand already).
+func (e Event) entityIn(pk string) store.Entity {
+	return store.Entity{PartitionKey: pk, RowKey: e.RowKey(), Props: map[string]any{
 		"Time": e.Time.UTC(), "RequestId": e.RequestID, "KeyId": e.KeyID, "Team": e.Team, "App": e.App,
 		"Model": e.Model, "Operation": e.Operation, "Backend": e.Backend, "Deployment": e.Deployment,
 		"Region": e.Region, "Class": string(e.Class), "Status": int64(e.Status), "Stream": e.Stream,

@@ -130,11 +130,12 @@ func (w *Writer) addPartials(ctx context.Context, b *batch, slot int) error {
 	}
 	by := map[string]*acc{}
 	var order []string
+	gks := groupKeys{}
 	for _, e := range b.evs {
-		g := groupOf(e)
-		gk := groupKey(g.App, g.Model, g.Class)
+		gk := gks.of(e)
 		a := by[gk]
 		if a == nil {
+			g := groupOf(e)
 			rk := partialRowKey(w.instance, slot, gk)
 			base, err := w.base(ctx, b.pk, rk, g)
 			if err != nil {

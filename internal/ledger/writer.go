@@ -474,10 +474,12 @@ func (e Event) indexKeys() (day, team string) { return Day(e.Time), EncodeKey(e.
 // each request id.
 func group(evs []Event) (map[string][]Event, []string) {
 	parts := map[string][]Event{}
-	pos := map[string]int{} // pk|rk → index in parts[pk]
+	type row struct{ pk, rk string }
+	pos := make(map[row]int, len(evs)) // → index in parts[pk]
+	var pks partitionKeys
 	for _, e := range evs {
-		pk := e.PartitionKey()
-		k := pk + "\x00" + e.RowKey()
+		pk := pks.of(e)
+		k := row{pk, e.RowKey()}
 		if i, ok := pos[k]; ok {
 			parts[pk][i] = e
 			continue
@@ -491,6 +493,44 @@ func group(evs []Event) (map[string][]Event, []string) {
 	}
 	sort.Strings(order)
 	return parts, order
+}
+
+// partitionKeys gives events their PartitionKey, reusing the last one
+// while the day and team stay the same (most of a flush): no string is
+// built per event.
+type partitionKeys struct {
+	y, d int
+	m    time.Month
+	team string
+	pk   string
+}
+
+func (p *partitionKeys) of(e Event) string {
+	y, m, d := e.Time.UTC().Date()
+	if p.pk == "" || y != p.y || m != p.m || d != p.d || e.Team != p.team {
+		p.y, p.m, p.d, p.team, p.pk = y, m, d, e.Team, e.PartitionKey()
+	}
+	return p.pk
+}
+
+// groupKeys memoizes groupKey per (app, model, class): one string per
+// group rather than per event.
+type groupKeys map[struct {
+	app, model string
+	class      Class
+}]string
+
+func (g groupKeys) of(e Event) string {
+	k := struct {
+		app, model string
+		class      Class
+	}{e.App, e.Model, e.Class}
+	gk, ok := g[k]
+	if !ok {
+		gk = groupKey(e.App, e.Model, e.Class)
+		g[k] = gk
+	}
+	return gk
 }
 
 // batchEnvelope and batchOpOverhead mirror store/rules.Batch's estimate.
@@ -517,14 +557,14 @@ func chunks(pk string, evs []Event) iter.Seq[batch] {
 	return func(yield func(batch) bool) {
 		start, size := 0, batchEnvelope
 		groups := map[string]bool{} // partial rows the transaction will carry
+		gks := groupKeys{}
 		ops := make([]store.Op, 0, min(len(evs), store.MaxBatchOps))
 		for i, e := range evs {
-			en := e.entity()
+			en := e.entityIn(pk)
 			n := batchOpOverhead + rules.WireSize(en, true)
-			g := groupOf(e)
-			gk := groupKey(g.App, g.Model, g.Class)
+			gk := gks.of(e)
 			// A partial row: the group's columns plus about 300 bytes.
-			pn := batchOpOverhead + 300 + 2*len(g.Team+g.App+g.Model+string(g.Class)+gk)
+			pn := batchOpOverhead + 300 + 2*(len(e.Team)+len(e.App)+len(e.Model)+len(e.Class)+len(gk))
 			newGroup := !groups[gk]
 			rows := i - start + len(groups)
 			if newGroup {
