@@ -109,47 +109,72 @@ func Parse(op Op, style Style, pathModel, apiVersion string, body []byte) (Reque
 	if !root.IsObject() {
 		return Request{}, fmt.Errorf("%w: the body must be a JSON object", ErrMalformed)
 	}
-	f := root.Get // small alias
+	// One pass over the top-level keys (issue 17: a Get per field scanned
+	// the messages once per field). Keys are unique (jsonkey.Check above).
 	r := Request{Op: op, Style: style, APIVersion: apiVersion, N: 1}
+	var model, messages, prompt, input gjson.Result
+	var maxOut [3]gjson.Result // max_completion_tokens, max_tokens, max_output_tokens: in this order of precedence
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			model = v
+		case "messages":
+			messages = v
+		case "prompt":
+			prompt = v
+		case "input":
+			input = v
+		case "stream":
+			r.Stream = v.Bool()
+		case "stream_options":
+			r.IncludeUsage = v.Get("include_usage").Bool()
+		case "max_completion_tokens":
+			maxOut[0] = v
+		case "max_tokens":
+			maxOut[1] = v
+		case "max_output_tokens":
+			maxOut[2] = v
+		case "n":
+			if v.Type == gjson.Number {
+				r.N = v.Int()
+			}
+		case "previous_response_id":
+			r.PreviousResponseID = v.Str
+		}
+		return true
+	})
 	if style == StyleDeployment {
 		r.Model = pathModel
 	} else {
-		m := f("model")
-		if m.Type != gjson.String || m.Str == "" {
+		if model.Type != gjson.String || model.Str == "" {
 			return Request{}, fmt.Errorf("%w: model", ErrMissing)
 		}
-		r.Model = m.Str
+		r.Model = model.Str
 	}
 	switch op {
 	case OpChat:
-		if !f("messages").IsArray() {
+		if !messages.IsArray() {
 			return Request{}, fmt.Errorf("%w: messages", ErrMissing)
 		}
 	case OpCompletions:
-		if !f("prompt").Exists() {
+		if !prompt.Exists() {
 			return Request{}, fmt.Errorf("%w: prompt", ErrMissing)
 		}
 	case OpEmbeddings, OpResponses, OpSpeech:
-		if !f("input").Exists() {
+		if !input.Exists() {
 			return Request{}, fmt.Errorf("%w: input", ErrMissing)
 		}
 	case OpImages:
-		if !f("prompt").Exists() {
+		if !prompt.Exists() {
 			return Request{}, fmt.Errorf("%w: prompt", ErrMissing)
 		}
 	}
-	r.Stream = f("stream").Bool()
-	r.IncludeUsage = f("stream_options.include_usage").Bool()
-	for _, k := range []string{"max_completion_tokens", "max_tokens", "max_output_tokens"} {
-		if v := f(k); v.Exists() && v.Type == gjson.Number {
+	for _, v := range maxOut {
+		if v.Exists() && v.Type == gjson.Number {
 			r.MaxOutput = v.Int()
 			break
 		}
 	}
-	if v := f("n"); v.Type == gjson.Number {
-		r.N = v.Int()
-	}
-	r.PreviousResponseID = f("previous_response_id").Str
 	return r, nil
 }
 
