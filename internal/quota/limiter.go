@@ -522,18 +522,50 @@ func (t *Ticket) SetHeaders(h http.Header) {
 	if t == nil {
 		return
 	}
+	// On every admitted request: the four values share one string and one
+	// slice (2 allocations instead of 8; issue 17), under the canonical keys.
+	var num [4 * 20]byte
+	b := num[:0]
+	var ends [4]int
+	n := 0
 	if t.limitRequests >= 0 {
-		h.Set(HeaderLimitRequests, strconv.FormatInt(t.limitRequests, 10))
-		h.Set(HeaderRemainingRequests, strconv.FormatInt(t.remainingRequests, 10))
+		b = strconv.AppendInt(b, t.limitRequests, 10)
+		ends[n], n = len(b), n+1
+		b = strconv.AppendInt(b, t.remainingRequests, 10)
+		ends[n], n = len(b), n+1
 	}
 	if t.limitTokens >= 0 {
-		h.Set(HeaderLimitTokens, strconv.FormatInt(t.limitTokens, 10))
-		h.Set(HeaderRemainingTokens, strconv.FormatInt(t.remainingTokens, 10))
+		b = strconv.AppendInt(b, t.limitTokens, 10)
+		ends[n], n = len(b), n+1
+		b = strconv.AppendInt(b, t.remainingTokens, 10)
+		ends[n], n = len(b), n+1
+	}
+	if n > 0 {
+		all, vals, start := string(b), make([]string, n), 0
+		for i := range n {
+			vals[i], start = all[start:ends[i]], ends[i]
+		}
+		i := 0
+		if t.limitRequests >= 0 {
+			h[canonLimitRequests], h[canonRemainingRequests] = vals[0:1:1], vals[1:2:2]
+			i = 2
+		}
+		if t.limitTokens >= 0 {
+			h[canonLimitTokens], h[canonRemainingTokens] = vals[i:i+1:i+1], vals[i+1:i+2:i+2]
+		}
 	}
 	if t.warning != "" {
 		h.Set(HeaderBudgetWarning, t.warning)
 	}
 }
+
+// The x-ratelimit-* keys as http.Header stores them.
+var (
+	canonLimitRequests     = http.CanonicalHeaderKey(HeaderLimitRequests)
+	canonRemainingRequests = http.CanonicalHeaderKey(HeaderRemainingRequests)
+	canonLimitTokens       = http.CanonicalHeaderKey(HeaderLimitTokens)
+	canonRemainingTokens   = http.CanonicalHeaderKey(HeaderRemainingTokens)
+)
 
 // SetHeaders sets the x-ratelimit-* headers for subjects without admitting
 // anything: for refused requests (429), which must carry them too.
