@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
-	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -77,6 +76,9 @@ func Key(k string) error {
 	if k == "" {
 		return invalid("empty key")
 	}
+	if asciiKeyOK(k) {
+		return nil
+	}
 	if !utf8.ValidString(k) {
 		return invalid("key %.64q is not valid UTF-8", k)
 	}
@@ -92,6 +94,22 @@ func Key(k string) error {
 		}
 	}
 	return nil
+}
+
+// asciiKeyOK is Key's fast path (issue 17: the ledger checks two keys per
+// row): an ASCII key short enough, with no byte Key refuses. Anything else
+// takes the full check.
+func asciiKeyOK(k string) bool {
+	if 2*len(k) > store.MaxKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case c >= 0x7f || c <= 0x1f || c == '/' || c == '\\' || c == '#' || c == '?':
+			return false
+		}
+	}
+	return true
 }
 
 // Keys checks both keys of a row.
@@ -127,6 +145,9 @@ func PropName(name string) error {
 	case "PartitionKey", "RowKey", "Timestamp":
 		return invalid("property name %q is reserved", name)
 	}
+	if asciiIdent(name) {
+		return nil
+	}
 	for i, r := range name {
 		ok := r == '_' || unicode.IsLetter(r) || i > 0 && unicode.IsDigit(r)
 		if !ok {
@@ -136,11 +157,30 @@ func PropName(name string) error {
 	return nil
 }
 
+// asciiIdent reports an ASCII identifier: a letter or '_', then letters,
+// digits or '_' (PropName's fast path; other names take the full check).
+func asciiIdent(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // utf16Len is the number of UTF-16 code units of s, which is how Azure sizes
 // strings.
 func utf16Len(s string) int {
-	n := 0
-	for _, r := range s {
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++ // ASCII: one code unit a byte
+	}
+	if i == len(s) {
+		return i
+	}
+	n := i
+	for _, r := range s[i:] {
 		n += utf16.RuneLen(r)
 	}
 	return n
@@ -296,7 +336,7 @@ func Batch(ops []store.Op) error {
 // keys percent-encoded in the URL (with quotes doubled) plus, when withBody,
 // the JSON body with "@odata.type" annotations.
 func WireSize(e store.Entity, withBody bool) int {
-	n := len(urlKey(e.PartitionKey)) + len(urlKey(e.RowKey))
+	n := urlKeyLen(e.PartitionKey) + urlKeyLen(e.RowKey)
 	if withBody {
 		n += bodySize(e)
 	}
@@ -321,8 +361,24 @@ func bodySize(e store.Entity) int {
 	return n
 }
 
-func urlKey(k string) string {
-	return url.PathEscape(strings.ReplaceAll(k, "'", "''"))
+// urlKeyLen is len(urlKey(k)), without building it: url.PathEscape
+// leaves letters, digits and - _ . ~ $ & + : = @ as they are and writes
+// every other byte as %XX; a quote is doubled first.
+func urlKeyLen(k string) int {
+	n := 0
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9':
+			n++
+		case c == '-' || c == '_' || c == '.' || c == '~' || c == '$' || c == '&' || c == '+' || c == ':' || c == '=' || c == '@':
+			n++
+		case c == '\'':
+			n += 6
+		default:
+			n += 3
+		}
+	}
+	return n
 }
 
 // jsonLen is an upper bound of the length of s as a JSON string on the
@@ -331,7 +387,18 @@ func urlKey(k string) string {
 // of them above U+FFFF).
 func jsonLen(s string) int {
 	n := 2
-	for _, r := range s {
+	i := 0
+	for ; i < len(s) && s[i] < utf8.RuneSelf; i++ { // ASCII, byte by byte
+		switch c := s[i]; {
+		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			n += 2
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			n += 6
+		default:
+			n++
+		}
+	}
+	for _, r := range s[i:] {
 		switch {
 		case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
 			n += 2
