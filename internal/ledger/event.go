@@ -135,20 +135,44 @@ func keySafe(s string) bool {
 }
 
 // entity is the UsageEvents row of e.
-func (e Event) entity() store.Entity { return e.entityIn(e.PartitionKey()) }
+func (e Event) entity() store.Entity { return e.entityIn(e.PartitionKey(), nil) }
 
 // entityIn is the UsageEvents row of e in partition pk (e.PartitionKey(),
-// which the writer has at hand already).
-func (e Event) entityIn(pk string) store.Entity {
+// which the writer has at hand already). The repeated string columns
+// (team, model, backend, ...) come boxed from bx when it is not nil: the
+// writer boxes each distinct value once per flush instead of per row.
+func (e Event) entityIn(pk string, bx boxes) store.Entity {
 	return store.Entity{PartitionKey: pk, RowKey: e.RowKey(), Props: map[string]any{
-		"Time": e.Time.UTC(), "RequestId": e.RequestID, "KeyId": e.KeyID, "Team": e.Team, "App": e.App,
-		"Model": e.Model, "Operation": e.Operation, "Backend": e.Backend, "Deployment": e.Deployment,
-		"Region": e.Region, "Class": string(e.Class), "Status": int64(e.Status), "Stream": e.Stream,
+		"Time": e.Time.UTC(), "RequestId": e.RequestID, "KeyId": bx.str(e.KeyID), "Team": bx.str(e.Team), "App": bx.str(e.App),
+		"Model": bx.str(e.Model), "Operation": bx.str(e.Operation), "Backend": bx.str(e.Backend), "Deployment": bx.str(e.Deployment),
+		"Region": bx.str(e.Region), "Class": bx.str(string(e.Class)), "Status": int64(e.Status), "Stream": e.Stream,
 		"LatencyMs": e.LatencyMs, "PromptTokens": e.PromptTokens, "CachedTokens": e.CachedTokens,
 		"CompletionTokens": e.CompletionTokens, "ReasoningTokens": e.ReasoningTokens,
-		"TotalTokens": e.TotalTokens, "Cost": e.Cost.Float(), "CostNanos": int64(e.Cost), "Currency": e.Currency,
-		"UsageSource": string(e.UsageSource),
+		"TotalTokens": e.TotalTokens, "Cost": e.Cost.Float(), "CostNanos": int64(e.Cost), "Currency": bx.str(e.Currency),
+		"UsageSource": bx.str(string(e.UsageSource)),
 	}}
+}
+
+// boxes holds strings already converted to interface values (which costs
+// an allocation per conversion), for the columns that repeat from row to
+// row. Interface values are immutable, so rows may share them.
+type boxes map[string]any
+
+// maxBoxes bounds a boxes' size: past it, strings are boxed as usual.
+const maxBoxes = 4096
+
+func (bx boxes) str(s string) any {
+	if bx == nil {
+		return s
+	}
+	if v, ok := bx[s]; ok {
+		return v
+	}
+	v := any(s)
+	if len(bx) < maxBoxes {
+		bx[s] = v
+	}
+	return v
 }
 
 // eventFrom reads a UsageEvents row.

@@ -557,10 +557,10 @@ func chunks(pk string, evs []Event) iter.Seq[batch] {
 	return func(yield func(batch) bool) {
 		start, size := 0, batchEnvelope
 		groups := map[string]bool{} // partial rows the transaction will carry
-		gks := groupKeys{}
+		gks, bx := groupKeys{}, boxes{}
 		ops := make([]store.Op, 0, min(len(evs), store.MaxBatchOps))
 		for i, e := range evs {
-			en := e.entityIn(pk)
+			en := e.entityIn(pk, bx)
 			n := batchOpOverhead + rules.WireSize(en, true)
 			gk := gks.of(e)
 			// A partial row: the group's columns plus about 300 bytes.

@@ -27,6 +27,8 @@ type table struct {
 	split func(s string, i int) int // the pre-tokenizer
 	// cache holds the counts of recent multi-token pieces (see pieceCount).
 	cache [cacheSize]atomic.Pointer[cachedPiece]
+	// texts holds the counts of recent whole texts (see countText).
+	texts [textCacheSize]atomic.Pointer[cachedPiece]
 }
 
 // cacheSize is the number of multi-token pieces whose counts are cached
@@ -38,6 +40,17 @@ const (
 	cacheBits      = 12
 	cacheSize      = 1 << cacheBits
 	maxCachedPiece = 256
+)
+
+// textCacheSize is the number of whole texts (message contents, one per
+// slot, direct-mapped by hash) whose counts are cached: a chat sends its
+// whole history again on every turn, and system prompts repeat across
+// calls, so most of a prompt was counted before (issue 17). Texts of
+// minCachedText to MaxExactBytes bytes are cached: at most 1 MiB.
+const (
+	textCacheBits = 9
+	textCacheSize = 1 << textCacheBits
+	minCachedText = 64
 )
 
 type cachedPiece struct {
@@ -153,6 +166,22 @@ func (t *table) count(s string) int {
 		n += t.pieceCount(s[i:e])
 		i = e
 	}
+	return n
+}
+
+// countText is count with the text cache: a text counted recently is
+// hashed and compared, not tokenized again.
+func (t *table) countText(s string) int {
+	if len(s) < minCachedText || len(s) > MaxExactBytes {
+		return t.count(s)
+	}
+	h := maphash.String(t.seed, s)
+	slot := &t.texts[h>>(64-textCacheBits)]
+	if c := slot.Load(); c != nil && c.piece == s {
+		return c.n
+	}
+	n := t.count(s)
+	slot.Store(&cachedPiece{piece: strings.Clone(s), n: n})
 	return n
 }
 

@@ -121,7 +121,7 @@ func (b *budget) text(s string) (n int64) {
 		cut--
 	}
 	if cut > 0 {
-		k := int64(b.tk.count(validUTF8(s[:cut])))
+		k := int64(b.tk.countText(validUTF8(s[:cut])))
 		b.left -= cut
 		b.toks += k
 		b.bytes += int64(cut)
