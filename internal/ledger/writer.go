@@ -182,6 +182,16 @@ func (w *Writer) flush(ctx context.Context, final bool) error {
 	w.pending = nil
 	w.mu.Unlock()
 	w.held = append(w.held, taken...)
+	if cap(taken) <= 4*w.kickAt {
+		// Hand the buffer back to Record rather than grow a new one from
+		// nothing every flush (issue 17).
+		clear(taken)
+		w.mu.Lock()
+		if w.pending == nil {
+			w.pending = taken[:0]
+		}
+		w.mu.Unlock()
+	}
 
 	now := w.o.Now()
 	spoolWaiting := w.spool.path != "" && w.spool.size() > 0
