@@ -2,6 +2,8 @@ package quota
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -39,8 +41,20 @@ func newStack(t *testing.T, cs string, cfg config.LimitsConfig) *stack {
 
 // TestMultiInstance: four separate stacks share one Azurite; clients drive
 // one key at three times its TPM and another at three times its RPM for
-// several 2 s windows with a 100 ms sync. Every full window must admit
-// within +5% and at least 90% of the limit.
+// several 2 s windows with a 100 ms sync. Every table call takes a random
+// 0-50 ms more, so instances always act on counts that are some of their
+// peers' sync rounds old, as they did on a loaded 2-core machine when this
+// test flaked at 106 and 107 requests (four limiters on the embedded
+// store with the same delay admitted 101-108% before the ceilings, and
+// 107-115% with 0-150 ms; see also TestSlowStoreBound).
+//
+// Every full window must admit at least 90% of the limit and at most the
+// bound of doc.go ("Overshoot bound"): limit + n × r + the excess of
+// overlapping renewals, n = 4 instances, r = one request (100 tokens); the
+// excess is under one request here (doc.go), so 100 + 4 + 1 = 105 requests
+// and 8,000 + 400 + 100 = 8,500 tokens. The lower bound needs a few sync
+// rounds per window: at a load average of 22-25 on 2 cores Azurite answered
+// 5-9 calls per second per instance and windows ended at 76-97%.
 func TestMultiInstance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Azurite")
@@ -62,7 +76,9 @@ func TestMultiInstance(t *testing.T) {
 	})
 	var stacks []*stack
 	for range instances {
-		stacks = append(stacks, newStack(t, az.ConnectionString(), cfg))
+		s := newStack(t, az.ConnectionString(), cfg)
+		s.counters.latency = 50 * time.Millisecond
+		stacks = append(stacks, s)
 	}
 	ctx := context.Background()
 	ov := stacks[0].l.Overrides()
@@ -128,13 +144,89 @@ func TestMultiInstance(t *testing.T) {
 		admitted += gotReq + gotR
 		t.Logf("window %d: tpm-key %d tokens (%.1f%% of %d), rpm-key %d requests (%.1f%% of %d)",
 			i, gotTok, 100*float64(gotTok)/tpm, tpm, gotR, 100*float64(gotR)/rpm, rpm)
-		if gotTok > tpm*105/100 || gotTok < tpm*90/100 {
-			t.Errorf("window %d: %v tokens admitted, want within [%v, %v]", i, gotTok, tpm*90/100, tpm*105/100)
+		if maxTok := int64(tpm + instances*tokens + tokens); gotTok > maxTok || gotTok < tpm*90/100 {
+			t.Errorf("window %d: %v tokens admitted, want within [%v, %v]", i, gotTok, tpm*90/100, maxTok)
 		}
-		if gotR > rpm*105/100 || gotR < rpm*90/100 {
-			t.Errorf("window %d: %v requests admitted, want within [%v, %v]", i, gotR, rpm*90/100, rpm*105/100)
+		if maxReq := int64(rpm + instances + 1); gotR > maxReq || gotR < rpm*90/100 {
+			t.Errorf("window %d: %v requests admitted, want within [%v, %v]", i, gotR, rpm*90/100, maxReq)
 		}
 	}
 	t.Logf("table operations: %d by %d instances over %v (sync 100 ms): %.1f per second per instance",
 		ops, instances, window*(measured+1), float64(ops)/float64(instances)/(window*(measured+1)).Seconds())
+}
+
+// TestSlowStoreBound: the overshoot bound of doc.go with a store slower
+// than the sync interval, without Azurite: four limiters on one embedded
+// store whose every call takes a random 0-100 ms more, one key driven at
+// three times its RPM for three 2 s windows. Without ceilings this
+// admitted 104-111 requests of 100 per window; the bound is 100 + 4 + 1.
+// Measure other delays with QUOTA_SLOW_MS (for example 150).
+func TestSlowStoreBound(t *testing.T) {
+	delay := 100 * time.Millisecond
+	if v := os.Getenv("QUOTA_SLOW_MS"); v != "" {
+		ms, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("QUOTA_SLOW_MS: %v", err)
+		}
+		delay = time.Duration(ms) * time.Millisecond
+	}
+	counters, limits := openTables(t)
+	const (
+		window    = 2 * time.Second
+		instances = 4
+		rpm       = 100
+		measured  = 3
+	)
+	subj := Subject{KindKey, "slow"}
+	cfg := limitsConfig(func(c *config.LimitsConfig) {
+		c.Window = config.Duration(window)
+		c.SyncInterval = config.Duration(100 * time.Millisecond)
+		c.Defaults.Key = config.Limit{RPM: rpm}
+	})
+	var ls []*Limiter
+	for range instances {
+		l := New(&countingTable{Table: counters, latency: delay}, limits, cfg, SystemClock{}, nil)
+		l.live.Store(instances) // as the heartbeat would tell
+		ls = append(ls, l)
+	}
+	ctx := context.Background()
+	runCtx, stop := context.WithCancel(ctx)
+	var loops sync.WaitGroup
+	for _, l := range ls {
+		loops.Add(1)
+		go func() { defer loops.Done(); _ = l.Run(runCtx) }()
+	}
+	first := windowStart(time.Now(), window).Add(window) // then a warm-up window
+	time.Sleep(time.Until(first))
+	end := first.Add(window * (measured + 1))
+	var drivers sync.WaitGroup
+	for _, l := range ls {
+		drivers.Add(1)
+		go func() {
+			defer drivers.Done()
+			tick := time.NewTicker(window * instances / (3 * rpm))
+			defer tick.Stop()
+			for time.Now().Before(end) {
+				<-tick.C
+				_, _ = l.Admit(ctx, []Subject{subj}, Estimate{Tokens: 1})
+			}
+		}()
+	}
+	drivers.Wait()
+	stop()
+	loops.Wait()
+	for _, l := range ls {
+		if err := l.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []int64
+	for i := 1; i <= measured; i++ {
+		_, req := tableTotals(t, counters, subj, windowKey(first.Add(window*time.Duration(i)), window))
+		got = append(got, req)
+		if req > rpm+instances+1 {
+			t.Errorf("window %d: %d requests admitted, want at most %d (doc.go, Overshoot bound)", i, req, rpm+instances+1)
+		}
+	}
+	t.Logf("store 0-%v slower: %v requests per window (limit %d)", delay, got, rpm)
 }
