@@ -47,7 +47,7 @@
 // others admitted on their own current shares and not yet pushed, so the
 // shares in flight were each computed from a different, too large,
 // remaining. With reads slower than the sync interval (a loaded machine,
-// or every table call 0-150 ms slower in TestMultiInstance) windows ended
+// or every table call 0-150 ms slower in TestSlowStoreBound) windows ended
 // at 106-115% of the limit. So a rate window row also holds the instance's
 // ceiling (CeilTokens, CeilRequests): its count at its last read plus the
 // share that read grants. Readers compute their remaining from each other
@@ -81,7 +81,10 @@
 // heartbeat). Measured (TestSlowStoreBound: 4 instances at 3× a key's RPM
 // of 100, 2 s window, 100 ms sync, every table call 0-100 ms slower, with
 // -race on a machine at a load average of 20-25): 97-104 requests per
-// window, bound 105; the same test before the ceilings: 102-107.
+// window, bound 105; the same test before the ceilings: 102-107. The
+// cost is convergence speed: a share is used after a read and a write, and
+// the others' unused shares are reserved, so reaching 90% of a limit takes
+// about 5 sync rounds per window (TestMultiInstance).
 //
 // Estimates are reserved at admission and corrected at settlement, so a
 // window whose requests used more than their estimate can end above the

@@ -41,20 +41,31 @@ func newStack(t *testing.T, cs string, cfg config.LimitsConfig) *stack {
 
 // TestMultiInstance: four separate stacks share one Azurite; clients drive
 // one key at three times its TPM and another at three times its RPM for
-// several 2 s windows with a 100 ms sync. Every table call takes a random
-// 0-50 ms more, so instances always act on counts that are some of their
-// peers' sync rounds old, as they did on a loaded 2-core machine when this
-// test flaked at 106 and 107 requests (four limiters on the embedded
-// store with the same delay admitted 101-108% before the ceilings, and
-// 107-115% with 0-150 ms; see also TestSlowStoreBound).
+// several 2 s windows with a 100 ms sync. It flaked at 106 and 107
+// requests on a loaded 2-core machine: instances computed their shares
+// from others' counts that missed what the others had admitted on their
+// current shares (fixed by the ceilings; TestSlowStoreBound reproduces it
+// without load).
 //
-// Every full window must admit at least 90% of the limit and at most the
-// bound of doc.go ("Overshoot bound"): limit + n × r + the excess of
-// overlapping renewals, n = 4 instances, r = one request (100 tokens); the
-// excess is under one request here (doc.go), so 100 + 4 + 1 = 105 requests
-// and 8,000 + 400 + 100 = 8,500 tokens. The lower bound needs a few sync
-// rounds per window: at a load average of 22-25 on 2 cores Azurite answered
-// 5-9 calls per second per instance and windows ended at 76-97%.
+// Every full window must admit at most the bound of doc.go ("Overshoot
+// bound"): limit + n × r + the excess of overlapping renewals, n = 4
+// instances, r = one request (100 tokens); the excess is under one request
+// here (doc.go), so 100 + 4 + 1 = 105 requests and 8,000 + 400 + 100 =
+// 8,500 tokens.
+//
+// And at least 90% of the limit, when the store keeps up. After the
+// initial shares (half the limit), a round in which every instance renews
+// adds about 0.31 of what remains (each takes remaining / 8 less the three
+// others' reserved shares, 3/8 of it), so 90% takes 5 rounds per window; a
+// renewal is a read and a write per subject, so with two subjects 20 calls
+// per instance per 2 s window: 10 per second. The count below also holds
+// heartbeats, month reads and the first round of each window (which only
+// writes the new rows), and rounds straddle windows: the floor is checked
+// from 20 calls per second per instance (measured: at 13, 86-102% per
+// window; at 27, 95-103%). A slower store only makes the limiter refuse
+// more (the safe side), so below that rate the floor is logged, not
+// checked: at a load average of 22-28 on 2 cores Azurite answered 4-13
+// calls per second per instance and windows ended at 59-102%.
 func TestMultiInstance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Azurite")
@@ -76,9 +87,7 @@ func TestMultiInstance(t *testing.T) {
 	})
 	var stacks []*stack
 	for range instances {
-		s := newStack(t, az.ConnectionString(), cfg)
-		s.counters.latency = 50 * time.Millisecond
-		stacks = append(stacks, s)
+		stacks = append(stacks, newStack(t, az.ConnectionString(), cfg))
 	}
 	ctx := context.Background()
 	ov := stacks[0].l.Overrides()
@@ -135,6 +144,13 @@ func TestMultiInstance(t *testing.T) {
 		ops += s.counters.ops.Load()
 	}
 
+	perSec := float64(ops) / float64(instances) / (window * (measured + 1)).Seconds()
+	t.Logf("table operations: %d by %d instances over %v (sync 100 ms): %.1f per second per instance",
+		ops, instances, window*(measured+1), perSec)
+	floor := perSec >= 20
+	if !floor {
+		t.Logf("the store answered %.1f calls per second per instance, fewer than the 20 that reaching 90%% of a limit needs: the floor is not checked", perSec)
+	}
 	var admitted int64
 	for i := 1; i <= measured; i++ {
 		start := first.Add(window * time.Duration(i))
@@ -144,15 +160,13 @@ func TestMultiInstance(t *testing.T) {
 		admitted += gotReq + gotR
 		t.Logf("window %d: tpm-key %d tokens (%.1f%% of %d), rpm-key %d requests (%.1f%% of %d)",
 			i, gotTok, 100*float64(gotTok)/tpm, tpm, gotR, 100*float64(gotR)/rpm, rpm)
-		if maxTok := int64(tpm + instances*tokens + tokens); gotTok > maxTok || gotTok < tpm*90/100 {
+		if maxTok := int64(tpm + instances*tokens + tokens); gotTok > maxTok || floor && gotTok < tpm*90/100 {
 			t.Errorf("window %d: %v tokens admitted, want within [%v, %v]", i, gotTok, tpm*90/100, maxTok)
 		}
-		if maxReq := int64(rpm + instances + 1); gotR > maxReq || gotR < rpm*90/100 {
+		if maxReq := int64(rpm + instances + 1); gotR > maxReq || floor && gotR < rpm*90/100 {
 			t.Errorf("window %d: %v requests admitted, want within [%v, %v]", i, gotR, rpm*90/100, maxReq)
 		}
 	}
-	t.Logf("table operations: %d by %d instances over %v (sync 100 ms): %.1f per second per instance",
-		ops, instances, window*(measured+1), float64(ops)/float64(instances)/(window*(measured+1)).Seconds())
 }
 
 // TestSlowStoreBound: the overshoot bound of doc.go with a store slower
