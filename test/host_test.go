@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,11 +137,20 @@ models:
 		checkRequestIDs(t, out, raw.Header)
 	})
 
+	// Incremental means the first chunks reach the client while the
+	// simulator is still inside the stream: it pauses 2 s after its second
+	// chunk and counts the request in /sim/usage only after its last one.
+	// So the check is causal, not timed: when the first chunk arrives the
+	// simulator must not have counted the request yet (a host or gateway
+	// that buffered the body would deliver it only after that). A wall-time
+	// bound on the first chunk (it was 1 s) failed on a loaded machine
+	// while the stream was delivered incrementally.
 	t.Run("stream arrives incrementally", func(t *testing.T) {
 		const pause = 2 * time.Second
+		before := jobsSimUsage(t, simURL, "gpt-4o-mini").Requests
 		begin := time.Now()
 		st := c.Chat.Completions.NewStreaming(ctx, chatParams("gpt-4o-mini", "stream via host"),
-			option.WithHeader("x-sim-pause-after-chunk", "2"), option.WithHeader("x-sim-pause-ms", "2000"),
+			option.WithHeader("x-sim-pause-after-chunk", "2"), option.WithHeader("x-sim-pause-ms", strconv.Itoa(int(pause.Milliseconds()))),
 			option.WithHeader("x-sim-latency-ttft-ms", "0"))
 		var first time.Duration
 		var text strings.Builder
@@ -149,6 +159,9 @@ models:
 			n++
 			if n == 1 {
 				first = time.Since(begin)
+				if got := jobsSimUsage(t, simURL, "gpt-4o-mini").Requests; got != before {
+					t.Errorf("first chunk after %v, when the simulator had already finished the stream (%d requests counted, %d before): the body was buffered", first, got, before)
+				}
 			}
 			if ch := st.Current(); len(ch.Choices) > 0 {
 				text.WriteString(ch.Choices[0].Delta.Content)
@@ -161,8 +174,11 @@ models:
 		if total < pause {
 			t.Fatalf("stream took %v, less than the simulator's %v pause: the pause did not happen", total, pause)
 		}
-		if first > pause/2 || n < 3 || text.Len() == 0 {
-			t.Errorf("first chunk after %v of %v (%d chunks, %q); want it well before the pause ends", first, total, n, text.String())
+		if got := jobsSimUsage(t, simURL, "gpt-4o-mini").Requests; got != before+1 {
+			t.Errorf("simulator counted %d requests after the stream, want %d", got, before+1)
+		}
+		if n < 3 || text.Len() == 0 {
+			t.Errorf("%d chunks, text %q; want the chunks before and after the pause", n, text.String())
 		}
 		t.Logf("first chunk after %v, stream done after %v", first, total)
 	})

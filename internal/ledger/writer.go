@@ -157,8 +157,10 @@ func (w *Writer) Flush(ctx context.Context) error {
 }
 
 // Close writes everything buffered; what the store does not take before ctx
-// ends is spooled. It returns an error only when events could neither be
-// written nor spooled (they then stay in memory). Record after Close spools.
+// ends is spooled. It returns the write error when the store did not take
+// everything (the events are then in the spool, replayed by the next
+// Writer on it), joined with the spool's error when they could not be
+// spooled either (they then stay in memory). Record after Close spools.
 func (w *Writer) Close(ctx context.Context) error {
 	w.mu.Lock()
 	w.closed = true

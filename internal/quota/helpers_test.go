@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,9 @@ type countingTable struct {
 	ops       atomic.Int64
 	down      atomic.Bool
 	lostReply atomic.Bool
+	// latency, when set, delays every call by a random time up to it: a
+	// slow store, whatever the machine's load.
+	latency time.Duration
 }
 
 var errNetwork = errors.New("dial tcp: connection refused")
@@ -80,6 +84,9 @@ func (c *countingTable) before() error {
 		return errNetwork
 	}
 	c.ops.Add(1)
+	if c.latency > 0 {
+		time.Sleep(rand.N(c.latency))
+	}
 	return nil
 }
 

@@ -87,15 +87,25 @@ type counter struct {
 	tokens, requests int64
 	// pushedTokens, pushedRequests: what our row in the table holds.
 	pushedTokens, pushedRequests int64
-	// othersTokens, othersRequests: the other instances' rows at the last read.
+	// othersTokens, othersRequests: the other instances' counts at the last
+	// read in force.
 	othersTokens, othersRequests int64
-	// atReadTokens, atReadRequests: our own count at the last read; what we
-	// admitted since is the share heuristic's "since".
+	// othersCeilTokens, othersCeilRequests: the same with each row counted
+	// as the larger of its count and its ceiling (what that instance may
+	// reach before its next read): the base of the share.
+	othersCeilTokens, othersCeilRequests int64
+	// atReadTokens, atReadRequests: our own count at the last read in force;
+	// what we admitted since is the share heuristic's "since".
 	atReadTokens, atReadRequests int64
 	// writers: instances counting in this window (us included), at least
 	// the floor carried from the previous window.
 	writers  int64
 	inflight int
+	// pending is the last read, not yet in force: its share may be used
+	// only once our row publishes the ceiling it grants (see sync.go).
+	pending *readView
+	// pubCeilTokens, pubCeilRequests: the ceilings our row holds.
+	pubCeilTokens, pubCeilRequests int64
 	// cost, pushedCost, othersCost: the same for cost in limits.currency
 	// (nanos), monthly counters only; charged when a call's cost is known.
 	cost, pushedCost, othersCost int64
@@ -251,7 +261,7 @@ func (l *Limiter) Admit(ctx context.Context, subjects []Subject, est Estimate) (
 		if lim.RPM > 0 || lim.TPM > 0 {
 			w := st.current(now, l.window, false, l.live.Load())
 			if lim.RPM > 0 {
-				if ok, shareOnly := fits(lim.RPM, w.othersRequests, w.requests, w.atReadRequests, w.writers, 1); !ok {
+				if ok, shareOnly := fits(lim.RPM, w.othersRequests, w.othersCeilRequests, w.requests, w.atReadRequests, w.writers, 1); !ok {
 					return nil, l.refuse(s, "requests", lim.RPM, w, now, shareOnly)
 				}
 			}
@@ -259,7 +269,7 @@ func (l *Limiter) Admit(ctx context.Context, subjects []Subject, est Estimate) (
 				if need > lim.TPM {
 					return nil, tooLarge(s, "tokens-per-minute limit", lim.TPM, est)
 				}
-				if ok, shareOnly := fits(lim.TPM, w.othersTokens, w.tokens, w.atReadTokens, w.writers, need); !ok {
+				if ok, shareOnly := fits(lim.TPM, w.othersTokens, w.othersCeilTokens, w.tokens, w.atReadTokens, w.writers, need); !ok {
 					return nil, l.refuse(s, "tokens", lim.TPM, w, now, shareOnly)
 				}
 			}
@@ -349,7 +359,7 @@ func (l *Limiter) Admit(ctx context.Context, subjects []Subject, est Estimate) (
 // first request after a read if it fits globally, so big requests are not
 // starved (each instance may then overshoot by one such request).
 // shareOnly reports a refusal by the share alone.
-func fits(limit, others, mine, mineAtRead, writers, need int64) (ok, shareOnly bool) {
+func fits(limit, others, othersCeil, mine, mineAtRead, writers, need int64) (ok, shareOnly bool) {
 	if others+mine+need > limit {
 		return false, false
 	}
@@ -358,13 +368,12 @@ func fits(limit, others, mine, mineAtRead, writers, need int64) (ok, shareOnly b
 	if since <= 0 && need > limit/n {
 		return true, false
 	}
-	rem := limit - others - mineAtRead
+	rem := limit - othersCeil - mineAtRead
 	div := 2 * n
 	if n == 1 {
 		div = 1 // alone: nobody's admissions are unseen
 	}
-	share := rem / div
-	if max(since, 0)+need <= share {
+	if max(since, 0)+need <= share(limit, othersCeil, mineAtRead, writers) {
 		return true, false
 	}
 	// End game: the share is smaller than one request but the remainder
@@ -375,6 +384,31 @@ func fits(limit, others, mine, mineAtRead, writers, need int64) (ok, shareOnly b
 		return true, false
 	}
 	return false, true
+}
+
+// share is what this instance may admit between a read and the next: the
+// remainder at the read over 2 × writers (all of it when alone). It is
+// fits' rule, and what the ceiling published in our row is made of.
+func share(limit, others, mineAtRead, writers int64) int64 {
+	n := max(writers, 1)
+	rem := limit - others - mineAtRead
+	if n == 1 {
+		return rem
+	}
+	return rem / (2 * n)
+}
+
+// ceiling is the count this instance may reach before its next read in
+// force: its count at the read plus its share. An instance that counts
+// itself alone (writers 1) reserves nothing: the others it does not know
+// of could not read a reservation of everything without starving, and its
+// writer count is corrected by their first row or heartbeat. 0 for an
+// unlimited dimension.
+func ceiling(limit, othersCeil, mineAtRead, writers int64) int64 {
+	if limit <= 0 || writers <= 1 {
+		return 0
+	}
+	return mineAtRead + max(share(limit, othersCeil, mineAtRead, writers), 0)
 }
 
 // CodeTooLarge is the code of a request whose own estimate exceeds a limit:

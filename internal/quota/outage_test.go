@@ -13,6 +13,7 @@ import (
 
 	"github.com/foundry-gateway/gateway/internal/azurite"
 	"github.com/foundry-gateway/gateway/internal/config"
+	"github.com/foundry-gateway/gateway/internal/store"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -91,19 +92,43 @@ func TestOutage(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(1500 * time.Millisecond)
-	az.Stop()
-	beforeRestart := total.Load()
-	time.Sleep(2500 * time.Millisecond) // admissions go on while the table is down
-	if total.Load() == beforeRestart {
-		t.Fatalf("nothing admitted while the table was down; want local enforcement (fail open)")
+	// The phases wait for what they are about, not for fixed times; the
+	// bound only turns a hang into a failure.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited a minute for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
+	logged := func(s string) func() bool { return func() bool { return strings.Count(logs.String(), s) == 2 } }
+	// Both instances have rows: the window crossed in between is then
+	// synced before, during and after the outage.
+	waitFor("both instances' rows", func() bool {
+		rows, err := stacks[0].counters.Table.Query(ctx, store.Query{PartitionKey: subj.partitionKey()})
+		ids := map[string]bool{}
+		for _, r := range rows {
+			ids[r.RowKey[strings.LastIndexByte(r.RowKey, '|')+1:]] = true
+		}
+		return err == nil && ids[stacks[0].l.InstanceID()] && ids[stacks[1].l.InstanceID()]
+	})
+	az.Stop()
+	waitFor("both instances to see the outage", logged("counters table unreachable"))
+	beforeRestart := total.Load()
+	// Admissions go on while the table is down (fail open): some, then a
+	// window boundary, so that a window is counted only while down.
+	down := windowStart(time.Now(), window).Add(window)
+	waitFor("admissions during the outage, across a window boundary", func() bool {
+		return total.Load() > beforeRestart && time.Now().After(down)
+	})
 	az.Restart()
-	time.Sleep(1500 * time.Millisecond)
+	waitFor("both instances to see the table again", logged("reachable again"))
 	stopDrive.Store(true)
 	drivers.Wait()
-	// Let the loops push the rest, then stop them; Flush catches the tail.
-	time.Sleep(500 * time.Millisecond)
+	// Stop the loops; Flush pushes the tail.
 	stop()
 	loops.Wait()
 	for _, s := range stacks {

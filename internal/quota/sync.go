@@ -17,7 +17,11 @@ const (
 	colCost     = "CostNanos" // monthly rows: cost in limits.currency, 10⁻⁹ units
 	colRequests = "Requests"
 	colStart    = "WindowStart"
-	colSeen     = "Seen"
+	// Rate window rows: the count this instance may reach before its next
+	// read (its count at its last read plus its share); see syncSubject.
+	colCeilTokens   = "CeilTokens"
+	colCeilRequests = "CeilRequests"
+	colSeen         = "Seen"
 )
 
 // instancesPK is the Counters partition of the instance heartbeat rows.
@@ -103,14 +107,57 @@ func (l *Limiter) Sync(ctx context.Context, readMonths bool) error {
 
 // subjectWork is one subject's share of a sync round.
 type subjectWork struct {
-	pk     string
-	pushes []pushItem
-	reads  []*counter
+	subject Subject
+	pk      string
+	pushes  []*counter // counts changed since the last push
+	reads   []*counter
+	// release: publish ceilings equal to the counts (Flush: this instance
+	// admits no more).
+	release bool
 }
 
+// pushItem is one row to write: a snapshot of a counter.
 type pushItem struct {
-	c                      *counter
-	tokens, requests, cost int64
+	c                        *counter
+	tokens, requests, cost   int64
+	ceilTokens, ceilRequests int64
+	// activates is the read whose share this row publishes: it comes in
+	// force once the row is written.
+	activates *readView
+}
+
+// readView is what one read of a window's rows found.
+type readView struct {
+	othersTokens, othersRequests, othersCost int64
+	othersCeilTokens, othersCeilRequests     int64
+	atReadTokens, atReadRequests             int64
+	writers                                  int64 // rows with a count, ours included
+}
+
+// seen takes in what a read tells at once: the others' counts (the global
+// check only gets more exact) and the writer count (a larger one only
+// shrinks the share). l.mu must be held.
+func (c *counter) seen(v *readView) {
+	c.othersTokens, c.othersRequests, c.othersCost = v.othersTokens, v.othersRequests, v.othersCost
+	if v.writers > c.writers {
+		c.writers = v.writers
+	}
+}
+
+// apply puts v's share in force. l.mu must be held.
+func (c *counter) apply(v *readView) {
+	c.othersCeilTokens, c.othersCeilRequests = v.othersCeilTokens, v.othersCeilRequests
+	c.atReadTokens, c.atReadRequests = v.atReadTokens, v.atReadRequests
+	if c.pending == v {
+		c.pending = nil
+	}
+}
+
+// hasRow reports whether this instance ever wrote a row for c or counted
+// anything in it. l.mu must be held.
+func (c *counter) hasRow() bool {
+	return c.tokens != 0 || c.requests != 0 || c.cost != 0 || c.pushedTokens != 0 || c.pushedRequests != 0 ||
+		c.pushedCost != 0 || c.pubCeilTokens != 0 || c.pubCeilRequests != 0
 }
 
 // plan snapshots what to push and read, and forgets old counters.
@@ -119,14 +166,17 @@ func (l *Limiter) plan(now time.Time, read, readMonths bool) []subjectWork {
 	defer l.mu.Unlock()
 	var work []subjectWork
 	for key, st := range l.subjects {
-		w := subjectWork{pk: st.pk}
+		w := subjectWork{subject: st.subject, pk: st.pk, release: !read}
 		for _, list := range []*[]*counter{&st.wins, &st.months} {
 			kept := (*list)[:0]
 			for _, c := range *list {
 				if c.tokens != c.pushedTokens || c.requests != c.pushedRequests || c.cost != c.pushedCost {
-					w.pushes = append(w.pushes, pushItem{c: c, tokens: c.tokens, requests: c.requests, cost: c.cost})
+					w.pushes = append(w.pushes, c)
 				}
 				current := !now.Before(c.start) && now.Before(c.end)
+				if !current {
+					c.pending = nil // a share of a window that is over
+				}
 				if read && current && (!c.month || readMonths) {
 					w.reads = append(w.reads, c)
 				}
@@ -134,7 +184,7 @@ func (l *Limiter) plan(now time.Time, read, readMonths bool) []subjectWork {
 				if c.month {
 					grace = 0
 				}
-				done := c.tokens == c.pushedTokens && c.requests == c.pushedRequests && c.cost == c.pushedCost && c.inflight == 0
+				done := c.tokens == c.pushedTokens && c.requests == c.pushedRequests && c.cost == c.pushedCost && c.inflight == 0 && c.pending == nil
 				if done && !now.Before(c.end.Add(grace)) {
 					continue // expired and fully in the table
 				}
@@ -190,51 +240,34 @@ func (l *Limiter) do(ctx context.Context, work []subjectWork) error {
 	return errors.Join(errs...)
 }
 
-// syncSubject pushes the subject's changed counters in one batch (all rows
-// are in the subject's partition, so one entity-group transaction is one
-// table operation) and reads the totals of the windows to refresh.
+// syncSubject reads the totals of the windows to refresh, then pushes the
+// subject's changed rows in one batch (all rows are in the subject's
+// partition, so one entity-group transaction is one table operation).
 //
 // Each instance owns its row of a window (RowKey "<window>|<instance>") and
 // writes its cumulative count with an unconditional upsert: writing the
 // same value twice changes nothing, so a write that failed on the network
 // after the server applied it cannot be counted twice, and instances never
 // conflict (no 412 storms). Readers sum the rows of the window.
+//
+// A rate window row also holds the instance's ceiling: its count at its
+// last read plus the share that read grants (fits). Readers count each
+// other row as the larger of its count and its ceiling, so what another
+// instance may still admit on its current share is never unseen. A read's
+// share comes in force only once the row holding its ceiling is written
+// (until then the previous share applies), so an instance never admits
+// beyond the ceiling the others can read, save the one request after a read
+// that fits allows beyond the share. Overshoot bound: doc.go.
 func (l *Limiter) syncSubject(ctx context.Context, w *subjectWork) error {
 	var errs []error
-	if len(w.pushes) > 0 {
-		for i := 0; i < len(w.pushes); i += store.MaxBatchOps {
-			chunk := w.pushes[i:min(i+store.MaxBatchOps, len(w.pushes))]
-			var err error
-			if len(chunk) == 1 {
-				_, err = l.counters.Upsert(ctx, l.row(w.pk, chunk[0]))
-			} else {
-				ops := make([]store.Op, len(chunk))
-				for j, p := range chunk {
-					ops[j] = store.Op{Kind: store.OpUpsert, Entity: l.row(w.pk, p)}
-				}
-				err = l.counters.Batch(ctx, ops)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("push %s: %w", w.pk, err))
-				continue
-			}
-			l.mu.Lock()
-			for _, p := range chunk {
-				// Later pushes only ever carry newer cumulative counts, and
-				// pushes of one counter never run concurrently (Run is the
-				// only caller besides Flush, which runs after it).
-				p.c.pushedTokens, p.c.pushedRequests, p.c.pushedCost = p.tokens, p.requests, p.cost
-			}
-			l.mu.Unlock()
-		}
-	}
+	fresh := map[*counter]bool{}
 	for _, c := range w.reads {
 		rows, err := l.counters.Query(ctx, store.Query{PartitionKey: w.pk, RowKeyFrom: c.rk + "|", RowKeyTo: c.rk + "}"})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("read %s %s: %w", w.pk, c.rk, err))
 			continue
 		}
-		var tok, req, cost, writers int64
+		v := &readView{writers: 1}
 		for _, r := range rows {
 			if strings.HasSuffix(r.RowKey, "|"+l.instance) {
 				continue
@@ -242,18 +275,101 @@ func (l *Limiter) syncSubject(ctx context.Context, w *subjectWork) error {
 			t, _ := r.Props[colTokens].(int64)
 			q, _ := r.Props[colRequests].(int64)
 			k, _ := r.Props[colCost].(int64)
-			tok += t
-			req += q
-			cost += k
 			if t != 0 || q != 0 {
-				writers++
+				v.writers++
 			}
+			ct, _ := r.Props[colCeilTokens].(int64)
+			cq, _ := r.Props[colCeilRequests].(int64)
+			v.othersTokens += t
+			v.othersRequests += q
+			v.othersCeilTokens += max(t, ct)
+			v.othersCeilRequests += max(q, cq)
+			v.othersCost += k
 		}
 		l.mu.Lock()
-		c.othersTokens, c.othersRequests, c.othersCost = tok, req, cost
-		c.atReadTokens, c.atReadRequests = c.tokens, c.requests
-		if writers+1 > c.writers {
-			c.writers = writers + 1
+		v.atReadTokens, v.atReadRequests = c.tokens, c.requests
+		c.seen(v)
+		if c.month || !c.hasRow() {
+			// Months have no share; an instance without a row has admitted
+			// nothing here, and its first share is bounded like the one it
+			// starts the window with.
+			c.apply(v)
+		} else {
+			c.pending = v
+			fresh[c] = true
+		}
+		l.mu.Unlock()
+	}
+
+	// What to write: changed counts, and the ceilings of new reads.
+	lim := l.Limits(w.subject)
+	var pushes []pushItem
+	l.mu.Lock()
+	seen := map[*counter]bool{}
+	for _, list := range [][]*counter{w.pushes, w.reads} {
+		for _, c := range list {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			if !c.hasRow() {
+				continue // nothing counted here: no row, no reservation
+			}
+			p := pushItem{c: c, tokens: c.tokens, requests: c.requests, cost: c.cost}
+			if !c.month {
+				p.ceilTokens, p.ceilRequests = c.tokens, c.requests
+				if !w.release {
+					// Until the new read is in force the current share
+					// applies: publish the larger of the two.
+					p.ceilTokens = max(p.ceilTokens, ceiling(lim.TPM, c.othersCeilTokens, c.atReadTokens, c.writers))
+					p.ceilRequests = max(p.ceilRequests, ceiling(lim.RPM, c.othersCeilRequests, c.atReadRequests, c.writers))
+					if v := c.pending; v != nil && fresh[c] {
+						p.activates = v
+						p.ceilTokens = max(p.ceilTokens, ceiling(lim.TPM, v.othersCeilTokens, v.atReadTokens, c.writers))
+						p.ceilRequests = max(p.ceilRequests, ceiling(lim.RPM, v.othersCeilRequests, v.atReadRequests, c.writers))
+					}
+				}
+			}
+			if p.tokens == c.pushedTokens && p.requests == c.pushedRequests && p.cost == c.pushedCost &&
+				p.ceilTokens == c.pubCeilTokens && p.ceilRequests == c.pubCeilRequests {
+				// The row already says it all.
+				if p.activates != nil {
+					c.apply(p.activates)
+				}
+				continue
+			}
+			pushes = append(pushes, p)
+		}
+	}
+	l.mu.Unlock()
+
+	for i := 0; i < len(pushes); i += store.MaxBatchOps {
+		chunk := pushes[i:min(i+store.MaxBatchOps, len(pushes))]
+		var err error
+		if len(chunk) == 1 {
+			_, err = l.counters.Upsert(ctx, l.row(w.pk, chunk[0]))
+		} else {
+			ops := make([]store.Op, len(chunk))
+			for j, p := range chunk {
+				ops[j] = store.Op{Kind: store.OpUpsert, Entity: l.row(w.pk, p)}
+			}
+			err = l.counters.Batch(ctx, ops)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("push %s: %w", w.pk, err))
+			continue
+		}
+		l.mu.Lock()
+		for _, p := range chunk {
+			// Later pushes only ever carry newer cumulative counts, and
+			// pushes of one counter never run concurrently (Run is the
+			// only caller besides Flush, which runs after it).
+			c := p.c
+			c.pushedTokens, c.pushedRequests, c.pushedCost = p.tokens, p.requests, p.cost
+			c.pubCeilTokens, c.pubCeilRequests = p.ceilTokens, p.ceilRequests
+			if p.activates != nil && c.pending == p.activates {
+				c.apply(p.activates)
+			}
 		}
 		l.mu.Unlock()
 	}
@@ -272,6 +388,9 @@ func (l *Limiter) row(pk string, p pushItem) store.Entity {
 	}
 	if p.c.month {
 		e.Props[colCost] = p.cost
+	} else {
+		e.Props[colCeilTokens] = p.ceilTokens
+		e.Props[colCeilRequests] = p.ceilRequests
 	}
 	return e
 }

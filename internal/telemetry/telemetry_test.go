@@ -178,6 +178,11 @@ func TestEnvelopes(t *testing.T) {
 
 // TestHangingIngestionNeverBlocks: with an endpoint that never answers, Track
 // calls return at once and the oldest items are dropped and counted.
+//
+// The endpoint hangs until the test ends, so a Track that blocked would
+// never return: the time limit only turns that hang into a failure and is
+// no speed requirement. 50,000 calls within 20 s failed under -race at a
+// load of 25 on 2 cores; 5,000 calls are still 50 times the buffer.
 func TestHangingIngestionNeverBlocks(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
@@ -191,14 +196,14 @@ func TestHangingIngestionNeverBlocks(t *testing.T) {
 	go c.Run(ctx)
 	done := make(chan struct{})
 	go func() {
-		for i := 0; i < 50000; i++ {
+		for i := 0; i < 5000; i++ {
 			c.TrackRequest(Request{Name: "r", Status: 200, Trace: Trace{TraceID: strings.Repeat("a", 32), SpanID: "b"}})
 		}
 		close(done)
 	}()
 	select {
 	case <-done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("Track blocked behind a hanging ingestion endpoint")
 	}
 	if c.Dropped() == 0 {
