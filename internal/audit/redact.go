@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Redacted replaces what a redaction rule matches.
@@ -47,24 +48,54 @@ func (r *Redactor) Apply(s string) (string, int) {
 		return s, 0
 	}
 	n := 0
-	repl := func(re *regexp.Regexp, keep func(string) bool) {
-		s = re.ReplaceAllStringFunc(s, func(m string) string {
-			if keep != nil && keep(m) {
-				return m
+	repl := func(re *regexp.Regexp, keep func(s string, start, end int) bool) {
+		locs := re.FindAllStringIndex(s, -1)
+		if len(locs) == 0 {
+			return
+		}
+		var b strings.Builder
+		last := 0
+		for _, l := range locs {
+			if keep != nil && keep(s, l[0], l[1]) {
+				continue
 			}
+			b.WriteString(s[last:l[0]])
+			b.WriteString(Redacted)
+			last = l[1]
 			n++
-			return Redacted
-		})
+		}
+		b.WriteString(s[last:])
+		s = b.String()
 	}
 	for _, re := range r.rules {
 		repl(re, nil)
 	}
 	if r.pii {
 		repl(emailRE, nil)
-		repl(cardRE, func(m string) bool { return !luhn(m) })
-		repl(phoneRE, nil)
+		repl(cardRE, keepNumber)
+		repl(phoneRE, keepNumber)
 	}
 	return s, n
+}
+
+// keepNumber keeps a match that is part of a larger number (the digits of
+// a float such as an embedding's 0.0123456789012345, or of an exponent) and
+// a card number that fails the Luhn check.
+func keepNumber(s string, start, end int) bool {
+	if start > 0 && (s[start-1] == '.' || s[start-1] >= '0' && s[start-1] <= '9') {
+		return true
+	}
+	if end < len(s) && (s[end] == '.' || s[end] == 'e' || s[end] == 'E' || s[end] >= '0' && s[end] <= '9') {
+		return true
+	}
+	m := s[start:end]
+	digits := 0
+	for i := 0; i < len(m); i++ {
+		if m[i] >= '0' && m[i] <= '9' {
+			digits++
+		}
+	}
+	return digits >= 13 && !luhn(m)
 }
 
 // luhn reports whether the digits of s pass the Luhn checksum.

@@ -239,6 +239,8 @@ func TestRedactor(t *testing.T) {
 		{`not a card 4111 1111 1111 1112`, `not a card 4111 1111 1111 1112`},
 		{`{"created":1733389999,"id":"chatcmpl-019aef1c2d3e","total_tokens":1234}`, `{"created":1733389999,"id":"chatcmpl-019aef1c2d3e","total_tokens":1234}`},
 		{`code secret-42`, `code [REDACTED]`},
+		{`[0.0123456789012345,-0.4111111111111111,1.2345678901234567e-05]`, `[0.0123456789012345,-0.4111111111111111,1.2345678901234567e-05]`},
+		{`"4111111111111111"`, `"[REDACTED]"`},
 	}
 	for _, tt := range tests {
 		if got, _ := r.Apply(tt.in); got != tt.want {
