@@ -177,3 +177,27 @@ func TestLongPrompt(t *testing.T) {
 		t.Fatalf("got %v after %d calls, want a block after 2", err, o.Calls)
 	}
 }
+
+// BenchmarkGuardCheck is the latency a check adds against the simulator's
+// emulation on loopback (text analysis and Prompt Shields in parallel): the
+// gateway's own share; the real service adds its network round trip and
+// analysis time (docs/safety-and-audit.md).
+func BenchmarkGuardCheck(b *testing.B) {
+	cfg := sim.DefaultConfig()
+	s, err := sim.New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	g := safety.NewGuard(safety.NewClient(srv.URL, safety.KeyAuth("k"), srv.Client()), config.SafetyConfig{
+		Timeout: config.Duration(5 * time.Second), Rules: []config.SafetyRule{{PromptShield: true,
+			Thresholds: map[string]int{"Hate": 4, "SelfHarm": 4, "Sexual": 4, "Violence": 4}}}})
+	body := chat([2]string{"system", "You are a helpful assistant."}, [2]string{"user", strings.Repeat("What is the capital of France? ", 20)})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := g.Check(context.Background(), "t", "m", openai.OpChat, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
