@@ -94,7 +94,6 @@ func (cs *contentSafety) serve(w http.ResponseWriter, r *http.Request, authorize
 			return true
 		}
 	}
-	cs.calls.Add(1)
 	bad := func(msg string) {
 		writeError(w, &apiError{status: http.StatusBadRequest, Code: "InvalidRequestBody", Message: msg})
 	}
@@ -154,6 +153,7 @@ func (cs *contentSafety) serve(w http.ResponseWriter, r *http.Request, authorize
 			}
 			out.CategoriesAnalysis = append(out.CategoriesAnalysis, result{c, sev[strings.ToLower(c)]})
 		}
+		cs.calls.Add(1)
 		writeJSON(w, http.StatusOK, out)
 		return true
 	}
@@ -182,6 +182,7 @@ func (cs *contentSafety) serve(w http.ResponseWriter, r *http.Request, authorize
 	for _, d := range req.Documents {
 		out.DocumentsAnalysis = append(out.DocumentsAnalysis, analysis{strings.Contains(d, "[cs:attack]")})
 	}
+	cs.calls.Add(1)
 	writeJSON(w, http.StatusOK, out)
 	return true
 }
