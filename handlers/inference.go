@@ -93,7 +93,7 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 		if clamped != "" {
 			c.Response().Header().Set("X-Gateway-Clamped", clamped+"="+strconv.FormatInt(req.MaxOutput, 10))
 		}
-		if err := g.checkPrompt(c, p.Team, req.Model, op, body); err != nil { // content safety (issue #19)
+		if err := g.checkPrompt(c, p, req, op, body); err != nil { // content safety (issue #19)
 			return err
 		}
 		tr := traceOf(c)

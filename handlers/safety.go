@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -30,12 +31,16 @@ type SafetyTarget string
 // a stream is checked before its first byte). The added latency goes to
 // telemetry as a dependency item, a metric and request properties; the
 // prompt never does.
-func (g *gateway) checkPrompt(c echo.Context, team, model string, op openai.Op, body []byte) error {
+func (g *gateway) checkPrompt(c echo.Context, p auth.Principal, req openai.Request, op openai.Op, body []byte) error {
 	if g.Safety == nil {
 		return nil
 	}
+	team, model := p.Team, req.Model
 	start := time.Now()
 	o, err := g.Safety.Check(c.Request().Context(), team, model, op, body)
+	if o.Blocked {
+		g.auditRefusal(c, p, req, op, body, err)
+	}
 	if !o.Checked {
 		return err
 	}
@@ -118,6 +123,32 @@ func (g *gateway) auditDone(c echo.Context, a *auditCall, p auth.Principal, call
 	r.SetBodies(body, resp)
 	g.Audit.Record(c.Request().Context(), r)
 }
+
+// auditRefusal records a prompt content safety blocked, with the refusal
+// the client gets (the same bytes the error handler writes), when the
+// team or model is audited.
+func (g *gateway) auditRefusal(c echo.Context, p auth.Principal, req openai.Request, op openai.Op, body []byte, refusal error) {
+	if g.Audit == nil || g.Audits == nil || !g.Audits(p.Team, req.Model) {
+		return
+	}
+	rec := &bodyWriter{h: http.Header{}}
+	httperr.Write(rec, refusal)
+	r := audit.Record{Time: time.Now().UTC(), RequestID: requestIDOf(c), KeyID: p.KeyID, Team: p.Team, App: p.App,
+		Model: req.Model, Op: string(op), Stream: req.Stream, Status: rec.code}
+	r.SetBodies(body, rec.buf.Bytes())
+	g.Audit.Record(c.Request().Context(), r)
+}
+
+// bodyWriter keeps what is written to it (the refusal's bytes).
+type bodyWriter struct {
+	h    http.Header
+	code int
+	buf  bytes.Buffer
+}
+
+func (w *bodyWriter) Header() http.Header         { return w.h }
+func (w *bodyWriter) WriteHeader(code int)        { w.code = code }
+func (w *bodyWriter) Write(b []byte) (int, error) { return w.buf.Write(b) }
 
 // adminAudit serves GET /admin/audit/{request_id}: one request's audit
 // record, for admin and audit:read credentials. ?team= narrows the search.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,6 +13,9 @@ import (
 	"github.com/openai/openai-go/v3/azure"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
+
+	"github.com/foundry-gateway/gateway/internal/audit"
+	"github.com/foundry-gateway/gateway/internal/blob"
 )
 
 // safetyTop turns content safety on against the simulator's emulation of
@@ -63,7 +67,7 @@ func contentFilter(t *testing.T, err error, category string) {
 // ones are answered; the model never sees a blocked prompt.
 func TestContentSafetySDK(t *testing.T) {
 	in := newAIIngest(t, false)
-	s := startStack(t, stackOptions{extraTop: safetyTop, env: []string{"GatewayContentSafetyKey=cs-test-key-123", in.env()}})
+	s := startStack(t, stackOptions{extraTop: safetyTop + auditTop, env: []string{"GatewayContentSafetyKey=cs-test-key-123", in.env()}})
 	ctx := context.Background()
 	cls := map[string]openai.Client{
 		"v1": openai.NewClient(option.WithBaseURL(s.URL+"/openai/v1/"), option.WithAPIKey(s.Key), option.WithMaxRetries(0)),
@@ -139,6 +143,26 @@ func TestContentSafetySDK(t *testing.T) {
 	metrics := strings.Count(in.payloads(), "gateway.content_safety.ms")
 	if deps < 10 || metrics < 10 {
 		t.Errorf("%d content safety dependency items and %d metrics, want one per check", deps, metrics)
+	}
+	// Blocked prompts of an audited team are in the audit trail, with the
+	// refusal the client got.
+	d, err := blob.OpenDir(filepath.Join(s.Dir, "data", "blobs"), "audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := 0
+	if _, err := audit.Scan(ctx, d, "", func(_ string, r audit.Record) {
+		if r.Status == http.StatusBadRequest {
+			blocked++
+			if !strings.Contains(r.Response, `"code":"content_filter"`) || !strings.Contains(r.Request, "[cs:") {
+				t.Errorf("blocked record %s: %q / %q", r.RequestID, r.Request, r.Response)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if blocked != 7 {
+		t.Errorf("%d audit records of blocked prompts, want 7", blocked)
 	}
 	lc := newLeakCheck()
 	lc.sources["gateway"] = s.GW.Output
