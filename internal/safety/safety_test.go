@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/openai"
@@ -199,5 +203,29 @@ func BenchmarkGuardCheck(b *testing.B) {
 		if _, err := g.Check(context.Background(), "t", "m", openai.OpChat, body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// tokenCred is a managed identity stand-in: it hands out one token and
+// records the scopes asked for.
+type tokenCred struct{ scopes []string }
+
+func (c *tokenCred) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	c.scopes = append(c.scopes, o.Scopes...)
+	return azcore.AccessToken{Token: "cs-key", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// TestClientManagedIdentity: without a key the client sends a bearer token
+// for the Cognitive Services audience (the emulation accepts it as the
+// key, as the service accepts the identity's token).
+func TestClientManagedIdentity(t *testing.T) {
+	srv := startSim(t)
+	cred := &tokenCred{}
+	c := safety.NewClient(srv.URL, backendauth.NewToken(cred, safety.Scope, nil), srv.Client())
+	if _, err := c.ShieldPrompt(context.Background(), "hi", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(cred.scopes) != 1 || cred.scopes[0] != "https://cognitiveservices.azure.com/.default" {
+		t.Errorf("scopes %v", cred.scopes)
 	}
 }
