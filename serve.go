@@ -374,7 +374,8 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		func(ctx context.Context) error { tel.Close(ctx); return nil }}
 	if auditWorker != nil { // the audit trail: flushed after the server stopped, before telemetry closes
 		a.workers = append(a.workers, auditWorker)
-		a.closers = append(a.closers[:2:2], auditCloser, a.closers[2])
+		last := len(a.closers) - 1 // telemetry closes last
+		a.closers = append(a.closers[:last:last], auditCloser, a.closers[last])
 	}
 	return a, nil
 }
