@@ -71,7 +71,8 @@ func (g *gateway) checkPrompt(c echo.Context, p auth.Principal, req openai.Reque
 		}
 		d := telemetry.Dependency{Trace: tr.Child(), Name: "POST contentsafety/text", Target: string(g.SafetyTarget),
 			Data: "/contentsafety/text", Start: start, Duration: o.Latency, Status: status,
-			Properties: map[string]string{"calls": strconv.Itoa(o.Calls), "outcome": outcome, "request_id": requestIDOf(c)}}
+			Properties: map[string]string{"calls": strconv.Itoa(o.Calls), "outcome": outcome, "request_id": requestIDOf(c),
+				"truncated": strconv.FormatBool(o.Truncated)}}
 		if o.Err != nil {
 			d.Err = o.Err.Error()
 		}
