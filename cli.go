@@ -138,6 +138,7 @@ func keysCreate(fs *flag.FlagSet) func(ctx context.Context, e env, pos []string)
 	fs.Int64Var(&cr.Scope.MaxN, "max-n", 0, "cap on n and best_of (0 = none)")
 	fs.BoolVar(&cr.Scope.Admin, "admin", false, "the key may use the admin API")
 	fs.BoolVar(&cr.Scope.UsageRead, "usage-read", false, "a finance key (usage:read): reads every team's usage and nothing else")
+	fs.BoolVar(&cr.Scope.AuditRead, "audit-read", false, "a compliance key (audit:read): reads audit records and nothing else")
 	expiry := expiryFlags(fs, "never")
 	print := createdOutput(fs)
 	return func(ctx context.Context, e env, _ []string) error {
@@ -270,6 +271,9 @@ func scopeText(s policy.Scope) string {
 	}
 	if s.UsageRead {
 		parts = append(parts, "usage:read")
+	}
+	if s.AuditRead {
+		parts = append(parts, "audit:read")
 	}
 	if len(parts) == 0 {
 		return "all"

@@ -51,6 +51,7 @@ func commands() []command {
 		{"keys", keysGroup().summary(), withStoreHint(keysGroup().run)},
 		{"usage", usageGroup().summary(), withStoreHint(usageGroup().run)},
 		{"limits", limitsGroup().summary(), withStoreHint(limitsGroup().run)},
+		{"audit", auditGroup().summary(), auditGroup().run},
 		{"smoke", "  handler smoke --url URL --key KEY [--model M] [--job-timeout 3m]\n" +
 			"                                                check a deployed gateway: models, chat, stream, async job, usage report\n",
 			func(ctx context.Context, e env, args []string) error {

@@ -359,6 +359,10 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	if exact {
 		deps.Tokens = tc // else nil: the handler estimates prompts at 4 bytes per token
 	}
+	auditWorker, auditCloser, err := wireSafetyAudit(ctx, c, log, &deps)
+	if err != nil {
+		return nil, err
+	}
 	a.handler = handlers.New(deps)
 	a.workers = append([]func(context.Context) error{lw.Run, lim.Run, aff.Run, tel.Run}, sigWorkers...)
 	if exact {
@@ -368,6 +372,11 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	}
 	a.closers = []func(context.Context) error{lim.Flush, lw.Close,
 		func(ctx context.Context) error { tel.Close(ctx); return nil }}
+	if auditWorker != nil { // the audit trail: flushed after the server stopped, before telemetry closes
+		a.workers = append(a.workers, auditWorker)
+		last := len(a.closers) - 1 // telemetry closes last
+		a.closers = append(a.closers[:last:last], auditCloser, a.closers[last])
+	}
 	return a, nil
 }
 

@@ -64,6 +64,9 @@ func (g *gateway) registerAdmin(e *echo.Echo) {
 			e.POST(p+"/limits", g.adminSetLimits)
 			e.DELETE(p+"/limits", g.adminDeleteLimits)
 		}
+		if g.AuditRecord != nil {
+			e.GET(p+"/audit/:id", g.adminAudit)
+		}
 		if g.UsageReports != nil {
 			e.GET(p+"/usage", UsageReport(g.UsageReports, g.usageAuthz, nil))
 			e.GET(p+"/usage/ui", UsagePage())
@@ -90,6 +93,9 @@ func (g *gateway) usageAuthz(r *http.Request) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	if p.Scope.AuditRead {
+		return "", false, httperr.Forbidden("audit_read_only", "This credential has the audit:read scope: it may read audit records (GET /gateway/admin/audit/{request_id}) and nothing else.")
+	}
 	return p.Team, p.Scope.Admin || p.Scope.UsageRead, nil
 }
 
@@ -102,6 +108,9 @@ func (g *gateway) caller(ctx context.Context, h http.Header) (auth.Principal, er
 	}
 	if p.Scope.UsageRead {
 		return p, httperr.Forbidden("usage_read_only", "This credential has the usage:read scope: it may read usage (GET /gateway/admin/usage) and nothing else.")
+	}
+	if p.Scope.AuditRead {
+		return p, httperr.Forbidden("audit_read_only", "This credential has the audit:read scope: it may read audit records (GET /gateway/admin/audit/{request_id}) and nothing else.")
 	}
 	return p, nil
 }

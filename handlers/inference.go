@@ -93,6 +93,9 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 		if clamped != "" {
 			c.Response().Header().Set("X-Gateway-Clamped", clamped+"="+strconv.FormatInt(req.MaxOutput, 10))
 		}
+		if err := g.checkPrompt(c, p, req, op, body); err != nil { // content safety (issue #19)
+			return err
+		}
 		tr := traceOf(c)
 		subjects := quota.Subjects(p.KeyID, p.Team, p.App)
 		var ticket *quota.Ticket
@@ -124,7 +127,9 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 			}
 			call.StripUsageChunk = true
 		}
+		aud := g.auditStart(c, p.Team, req.Model) // audit trail (issue #19): nil unless opted in
 		res := g.Proxy.Forward(c.Response(), r, m, call)
+		g.auditDone(c, aud, p, call, op, body, res)
 		if ticket != nil {
 			ticket.SettleUsage(res.Usage)
 			if g.Cost != nil && res.Usage.Reported {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/foundry-gateway/gateway/internal/audit"
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jobs"
@@ -149,6 +150,17 @@ type Deps struct {
 	Resources       resourceForwarder
 	// Build is shown by GET /healthz.
 	Build BuildInfo
+	// Safety checks prompts with content safety before they are forwarded
+	// (nil = off); SafetyTarget is its host, for telemetry.
+	Safety       promptChecker
+	SafetyTarget SafetyTarget
+	// Audit records the calls Audits selects (team, model); nil = off.
+	// AuditMaxResponse caps the response bytes a record keeps (default
+	// 16 MiB). AuditRecord serves GET /admin/audit/{request_id}.
+	Audit            auditSink
+	Audits           func(team, model string) bool
+	AuditMaxResponse int
+	AuditRecord      func(ctx context.Context, id, team string) (audit.Record, error)
 }
 
 // BuildInfo names the running binary: GET /healthz shows it, and

@@ -149,6 +149,10 @@ param grantDeployerTableAccess bool = true
 @minValue(1)
 param jobBodiesRetentionDays int = 30
 
+@description('Days an audit blob (prompts and completions of one team and day, for the teams that opt in with audit.teams) is kept after its last append; then the lifecycle rule deletes it. Default 365.')
+@minValue(1)
+param auditRetentionDays int = 365
+
 @description('Private variant: the Function App integrates with a new virtual network and reaches Storage, Service Bus (forced to Premium), the Key Vault and the backend accounts through private endpoints with private DNS zones; public network access is turned off on the Storage account, the Service Bus namespace and the Key Vault. The backend accounts belong to their owners: turn their public access off there (infra/README.md). Default false.')
 param privateNetworking bool = false
 
@@ -171,6 +175,8 @@ var queueName = 'lowpri'
 // The container of large job bodies must match jobs.bodyContainer in
 // infra/config/azure.yaml (its default, job-bodies; TestBicepSettingsMatchGateway).
 var jobBodiesContainerName = 'job-bodies'
+// audit.container of the gateway config (its default).
+var auditContainerName = 'audit'
 // deployer() is the principal running the deployment (Bicep CLI from late
 // 2024, Azure/bicep#15340).
 var tableAdminPrincipalId = grantDeployerTableAccess ? (empty(deployerPrincipalId) ? deployer().objectId : deployerPrincipalId) : ''
@@ -208,6 +214,8 @@ module storage 'modules/storage.bicep' = {
     financeReaderPrincipalType: financeReaderPrincipalType
     jobBodiesContainerName: jobBodiesContainerName
     jobBodiesRetentionDays: jobBodiesRetentionDays
+    auditContainerName: auditContainerName
+    auditRetentionDays: auditRetentionDays
     tableAdminPrincipalId: tableAdminPrincipalId
     publicNetworkAccess: publicAccess
   }

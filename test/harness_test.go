@@ -236,6 +236,7 @@ models:
       - { backend: sim-paygo, deployment: text-embedding-3-small }
 %s
 `, gwPort, o.maxBodyBytes, o.store, o.auth, o.extraTop, s.SimURL, s.SimURL, o.extraBackends, o.extraModels)
+	cfg = strings.ReplaceAll(cfg, "{{SIM}}", s.SimURL) // options may point at the simulator
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	s.CfgPath = cfgPath
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {

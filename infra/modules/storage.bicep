@@ -31,6 +31,13 @@ param jobBodiesRetentionDays int
 @description('Blob container of the Batch API files (uploads, output and error files). Must match batch.fileContainer in the gateway config (default batch-files).')
 param batchFilesContainerName string = 'batch-files'
 
+@description('Blob container of the audit trail (issue #19): append blobs of prompts and completions, one set per day and team, for the teams and models that opt in. Must match audit.container in the gateway config.')
+param auditContainerName string
+
+@description('Days an audit blob is kept after its last append; the lifecycle rule deletes it then (the compliance retention).')
+@minValue(1)
+param auditRetentionDays int
+
 @description('Optional object id of the principal that gets Storage Table Data Contributor on the account: the deployer, so that the first admin key can be created from a laptop with az login (handler keys create). Empty: none.')
 param tableAdminPrincipalId string
 
@@ -129,6 +136,14 @@ resource batchFilesContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: auditContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 // A body whose delete failed (storage unreachable when its job finished) is
 // removed by this rule; the gateway itself deletes each body when its job
 // is completed, failed, cancelled or dead-lettered.
@@ -160,6 +175,32 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             }
           }
         }
+        // Audit retention: an audit blob (one day of one team) is deleted
+        // auditRetentionDays after its last append. Append blobs support
+        // only the delete action of lifecycle management
+        // (https://learn.microsoft.com/azure/storage/blobs/lifecycle-management-overview).
+        {
+          name: 'expire-audit'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'appendBlob'
+              ]
+              prefixMatch: [
+                '${auditContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: auditRetentionDays
+                }
+              }
+            }
+          }
+        }
       ]
     }
   }
@@ -184,6 +225,18 @@ resource jobBodiesContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
 resource batchFilesContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(batchFilesContainer.id, principalId, storageBlobDataContributor)
   scope: batchFilesContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The gateway appends the audit trail; scoped to its container like the
+// job bodies.
+resource auditContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(auditContainer.id, principalId, storageBlobDataContributor)
+  scope: auditContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: principalId

@@ -379,6 +379,7 @@ func toEntity(k Key) store.Entity {
 	opt("MaxN", sc.MaxN, sc.MaxN != 0)
 	opt("Admin", true, sc.Admin)
 	opt("UsageRead", true, sc.UsageRead)
+	opt("AuditRead", true, sc.AuditRead)
 	if k.Status == StatusExpired { // derived, never stored
 		p["Status"] = string(StatusActive)
 	}
@@ -400,11 +401,12 @@ func fromEntity(e store.Entity, now time.Time) Key {
 	}
 	admin, _ := e.Props["Admin"].(bool)
 	usageRead, _ := e.Props["UsageRead"].(bool)
+	auditRead, _ := e.Props["AuditRead"].(bool)
 	k := Key{ID: e.RowKey, Team: s("Team"), App: s("App"), Status: Status(s("Status")),
 		CreatedAt: t("CreatedAt"), ExpiresAt: t("ExpiresAt"), RevokedAt: t("RevokedAt"),
 		RotatedTo: s("RotatedTo"), RotatedFrom: s("RotatedFrom"), Lineage: s("Lineage"), hash: s("Hash"),
 		Scope: policy.Scope{Models: SplitList(s("Models")), Regions: SplitList(s("Regions")), Class: policy.Class(s("Class")),
-			MaxOutputTokens: i("MaxOutputTokens"), OverCap: policy.OverCap(s("OverCap")), MaxN: i("MaxN"), Admin: admin, UsageRead: usageRead}}
+			MaxOutputTokens: i("MaxOutputTokens"), OverCap: policy.OverCap(s("OverCap")), MaxN: i("MaxN"), Admin: admin, UsageRead: usageRead, AuditRead: auditRead}}
 	if k.Status == StatusActive && !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
 		k.Status = StatusExpired
 	}

@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,11 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/appendblob"
+	azblobblob "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 )
 
@@ -118,4 +123,82 @@ func (a *Azure) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("blob: delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// AppendAt appends data (at most MaxAppendBlock bytes) to the append blob
+// name, on the condition that it is at bytes long (Azure's appendpos
+// condition): a retried append that landed already fails with a
+// *PositionError instead of writing twice. At 0 a missing blob is created.
+// It returns the blob's committed block count.
+func (a *Azure) AppendAt(ctx context.Context, name string, data []byte, at int64) (blocks int, err error) {
+	if err := checkBlock(name, data, at); err != nil {
+		return 0, err
+	}
+	ab := a.c.ServiceClient().NewContainerClient(a.container).NewAppendBlobClient(name)
+	if at == 0 {
+		// If-None-Match: * keeps an existing blob (a retry, another writer).
+		_, err := ab.Create(ctx, &appendblob.CreateOptions{AccessConditions: &azblobblob.AccessConditions{
+			ModifiedAccessConditions: &azblobblob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}}})
+		if err != nil && !bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) {
+			return 0, fmt.Errorf("blob: create append blob %s: %w", name, err)
+		}
+	}
+	resp, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(data)), &appendblob.AppendBlockOptions{
+		AppendPositionAccessConditions: &appendblob.AppendPositionAccessConditions{AppendPosition: &at}})
+	switch {
+	case bloberror.HasCode(err, bloberror.AppendPositionConditionNotMet):
+		size, _, serr := a.AppendSize(ctx, name)
+		if serr != nil {
+			size = -1
+		}
+		return 0, &PositionError{Name: name, At: at, Size: size}
+	case bloberror.HasCode(err, bloberror.BlobNotFound):
+		return 0, &PositionError{Name: name, At: at, Size: 0}
+	case err != nil:
+		return 0, fmt.Errorf("blob: append %s: %w", name, err)
+	}
+	if resp.BlobCommittedBlockCount != nil {
+		blocks = int(*resp.BlobCommittedBlockCount)
+	}
+	return blocks, nil
+}
+
+// AppendSize returns an append blob's length and committed block count, or
+// ErrNotFound.
+func (a *Azure) AppendSize(ctx context.Context, name string) (size int64, blocks int, err error) {
+	if err := checkName(name); err != nil {
+		return 0, 0, err
+	}
+	p, err := a.c.ServiceClient().NewContainerClient(a.container).NewAppendBlobClient(name).GetProperties(ctx, nil)
+	if bloberror.HasCode(err, bloberror.BlobNotFound) {
+		return 0, 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("blob: properties %s: %w", name, err)
+	}
+	if p.ContentLength != nil {
+		size = *p.ContentLength
+	}
+	if p.BlobCommittedBlockCount != nil {
+		blocks = int(*p.BlobCommittedBlockCount)
+	}
+	return size, blocks, nil
+}
+
+// List returns the names of the blobs that start with prefix, in order.
+func (a *Azure) List(ctx context.Context, prefix string) ([]string, error) {
+	var names []string
+	pager := a.c.NewListBlobsFlatPager(a.container, &azblob.ListBlobsFlatOptions{Prefix: &prefix})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("blob: list %s: %w", prefix, err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			if b.Name != nil {
+				names = append(names, *b.Name)
+			}
+		}
+	}
+	return names, nil
 }

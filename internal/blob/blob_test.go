@@ -24,6 +24,9 @@ type store interface {
 	Put(ctx context.Context, name string, data []byte) error
 	Get(ctx context.Context, name string) ([]byte, error)
 	Delete(ctx context.Context, name string) error
+	AppendAt(ctx context.Context, name string, data []byte, at int64) (int, error)
+	AppendSize(ctx context.Context, name string) (int64, int, error)
+	List(ctx context.Context, prefix string) ([]string, error)
 }
 
 // TestContract runs the same cases against the embedded directory store and
@@ -118,6 +121,46 @@ var contractCases = []struct {
 		put(t, s, "2026/12/05/b.json", []byte("b"))
 		if got := get(t, s, "2026/12/05/b.json"); string(got) != "b" {
 			t.Errorf("got %q, want b", got)
+		}
+	}},
+	{"Append", func(t *testing.T, s store) {
+		ctx := t.Context()
+		if _, _, err := s.AppendSize(ctx, "2026/12/05/t/a.jsonl"); !errors.Is(err, blob.ErrNotFound) {
+			t.Fatalf("AppendSize of a missing blob: got %v, want ErrNotFound", err)
+		}
+		for _, b := range []struct {
+			data string
+			at   int64
+		}{{"one\n", 0}, {"two\n", 4}} {
+			if _, err := s.AppendAt(ctx, "2026/12/05/t/a.jsonl", []byte(b.data), b.at); err != nil {
+				t.Fatalf("AppendAt %q at %d: %v", b.data, b.at, err)
+			}
+		}
+		// A retry of an append that landed: refused, and the size says so.
+		_, err := s.AppendAt(ctx, "2026/12/05/t/a.jsonl", []byte("two\n"), 4)
+		var pe *blob.PositionError
+		if !errors.As(err, &pe) || pe.Size != 8 {
+			t.Fatalf("second AppendAt at 4: got %v, want a PositionError with size 8", err)
+		}
+		if _, err := s.AppendAt(ctx, "2026/12/05/t/b.jsonl", []byte("x"), 3); !errors.Is(err, blob.ErrPosition) {
+			t.Fatalf("AppendAt a missing blob at 3: got %v, want ErrPosition", err)
+		}
+		if size, _, err := s.AppendSize(ctx, "2026/12/05/t/a.jsonl"); err != nil || size != 8 {
+			t.Fatalf("AppendSize: %d %v, want 8", size, err)
+		}
+		if got := get(t, s, "2026/12/05/t/a.jsonl"); string(got) != "one\ntwo\n" {
+			t.Errorf("Get: got %q", got)
+		}
+		put(t, s, "2026/12/06/t/c.jsonl", []byte("c"))
+		names, err := s.List(ctx, "2026/12/05/")
+		if err != nil || len(names) != 1 || names[0] != "2026/12/05/t/a.jsonl" {
+			t.Errorf("List 2026/12/05/: got %v %v, want [2026/12/05/t/a.jsonl]", names, err)
+		}
+		if names, err := s.List(ctx, "2027/"); err != nil || len(names) != 0 {
+			t.Errorf("List of an empty prefix: got %v %v", names, err)
+		}
+		if _, err := s.AppendAt(ctx, "big", make([]byte, blob.MaxAppendBlock+1), 0); !errors.Is(err, blob.ErrInvalid) {
+			t.Errorf("AppendAt above MaxAppendBlock: got %v, want ErrInvalid", err)
 		}
 	}},
 	{"InvalidNames", func(t *testing.T, s store) {

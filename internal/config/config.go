@@ -130,6 +130,12 @@ type Config struct {
 	// Identity accepts JWT bearer tokens from OIDC issuers beside API keys
 	// (see identity.go). Default: none, API keys only.
 	Identity IdentityConfig `yaml:"identity" json:"identity"`
+	// ContentSafety checks prompts with Azure AI Content Safety, per team
+	// and model (see safety.go). Default: off.
+	ContentSafety SafetyConfig `yaml:"contentSafety" json:"contentSafety"`
+	// Audit records prompts and completions of the teams and models that
+	// opt in (see safety.go). Default: off.
+	Audit AuditConfig `yaml:"audit" json:"audit"`
 
 	// AppInsightsConnectionString comes from APPLICATIONINSIGHTS_CONNECTION_STRING;
 	// empty disables Application Insights.
@@ -579,6 +585,8 @@ func (c *Config) applyDefaults() {
 	c.Jobs.applyDefaults()
 	c.Batch.applyDefaults()
 	c.Identity.applyDefaults()
+	c.ContentSafety.applyDefaults()
+	c.Audit.applyDefaults()
 	provisioned := map[string]bool{}
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -639,6 +647,7 @@ func (c *Config) resolve(getenv func(string) string) error {
 	}
 	c.AppInsightsConnectionString = Secret(getenv(EnvAppInsights))
 	c.AppInsightsAuth = getenv(EnvAppInsightsAuth)
+	c.ContentSafety.resolve(getenv)
 	var errs []error
 	errs = append(errs, c.Jobs.resolve(getenv))
 	errs = append(errs, c.Store.resolve(getenv)...)
@@ -761,6 +770,8 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Batch.validate()...)
 	errs = append(errs, c.Ledger.validate()...)
 	errs = append(errs, c.Identity.validate()...)
+	errs = append(errs, c.ContentSafety.validate(c.Models)...)
+	errs = append(errs, c.Audit.validate(c.Models)...)
 	if len(c.Auth.AdminTeams) > 0 {
 		bad("auth.adminTeams: replaced by the admin scope; create admin keys with `handler keys create --admin` or set admin: true on an identity rule")
 	}

@@ -407,6 +407,9 @@ func TestBicepSettingsMatchGateway(t *testing.T) {
 	if c := main.literalVar("jobBodiesContainerName"); c != cfg.Jobs.BodyContainer {
 		t.Errorf("main.bicep creates job body container %q, the config uses %q", c, cfg.Jobs.BodyContainer)
 	}
+	if c := main.literalVar("auditContainerName"); c != cfg.Audit.Container {
+		t.Errorf("main.bicep creates audit container %q, the config uses %q", c, cfg.Audit.Container)
+	}
 	m := regexp.MustCompile(`(?m)^param gatewayConfigPath string = '([^']*)'`).FindStringSubmatch(main.src)
 	if m == nil || m[1] != ConfigFile {
 		t.Errorf("main.bicep gatewayConfigPath default %v, want %q (the name in the package)", m, ConfigFile)

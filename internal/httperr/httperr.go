@@ -22,6 +22,9 @@ type Error struct {
 	Param string
 	// RetryAfter, when positive, is sent as retry-after and retry-after-ms.
 	RetryAfter time.Duration
+	// Inner, when set, is sent as error.innererror (Azure OpenAI's content
+	// filter refusal carries its categories there).
+	Inner any
 	// Err is the cause, for logs only.
 	Err error
 }
@@ -95,6 +98,7 @@ type bodyErr struct {
 	Type    string  `json:"type"`
 	Param   *string `json:"param"`
 	Code    string  `json:"code"`
+	Inner   any     `json:"innererror,omitempty"`
 }
 
 // Write sends e as the response. It must be called before any header was written.
@@ -107,7 +111,7 @@ func Write(w http.ResponseWriter, err error) {
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 		h.Set("Retry-After-Ms", strconv.FormatInt(e.RetryAfter.Milliseconds(), 10))
 	}
-	b := body{Error: bodyErr{Message: e.Msg, Type: e.Type, Code: e.Code}}
+	b := body{Error: bodyErr{Message: e.Msg, Type: e.Type, Code: e.Code, Inner: e.Inner}}
 	if e.Param != "" {
 		p := e.Param
 		b.Error.Param = &p

@@ -65,6 +65,9 @@ type Scope struct {
 	// every team's usage (GET /admin/usage and its page) and nothing else:
 	// no inference, no jobs, no other admin route.
 	UsageRead bool `yaml:"usageRead" json:"usage_read,omitempty"`
+	// AuditRead (audit:read) is the compliance scope: the caller may read
+	// audit records (GET /admin/audit/{request_id}) and nothing else.
+	AuditRead bool `yaml:"auditRead" json:"audit_read,omitempty"`
 }
 
 // Caps are per-request limits a model alias sets for every caller
@@ -136,6 +139,9 @@ func (s Scope) Validate() error {
 	}
 	if s.UsageRead && (s.Admin || len(s.Models) > 0 || len(s.Regions) > 0 || s.Class != "" || s.MaxOutputTokens != 0 || s.MaxN != 0) {
 		return fmt.Errorf("%w: usage:read is a read-only scope; it takes no other field", ErrInvalid)
+	}
+	if s.AuditRead && (s.Admin || s.UsageRead || len(s.Models) > 0 || len(s.Regions) > 0 || s.Class != "" || s.MaxOutputTokens != 0 || s.MaxN != 0) {
+		return fmt.Errorf("%w: audit:read is a read-only scope; it takes no other field", ErrInvalid)
 	}
 	return nil
 }

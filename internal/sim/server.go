@@ -47,6 +47,8 @@ type Server struct {
 	// metricsFault steers the metrics API: "" answers, "down" is 503,
 	// "slow" answers only after the client gave up (POST /sim/metrics-fault).
 	metricsFault atomic.Pointer[string]
+	// contentSafety is the emulated Content Safety API (contentsafety.go).
+	contentSafety contentSafety
 }
 
 // deployment is a configured deployment plus its live state.
@@ -127,6 +129,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("x-ms-region", s.cfg.Region)
 
 	path := r.URL.Path
+	if s.contentSafety.serve(w, r, s.authorizedContentSafety(r)) {
+		return
+	}
 	if rest, ok := strings.CutPrefix(path, "/sim/"); ok {
 		s.serveControl(w, r, rest)
 		return
