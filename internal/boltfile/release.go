@@ -56,14 +56,14 @@ type Meter struct {
 
 // DefaultReleaseBytes is the release budget of the gateway's stores: the
 // map adds about this much to RSS at most between two releases.
-const DefaultReleaseBytes = 4 << 20
+const DefaultReleaseBytes = 16 << 20
 
 // NewMeter returns a Meter with budget bytes (<= 0: DefaultReleaseBytes).
 func NewMeter(budget int64) *Meter {
 	if budget <= 0 {
 		budget = DefaultReleaseBytes
 	}
-	m := &Meter{budget: budget, checkEvery: max(budget/16, 4096), rss: fileRSS}
+	m := &Meter{budget: budget, checkEvery: max(budget/8, 4096), rss: fileRSS}
 	m.base.Store(m.rss())
 	return m
 }
