@@ -125,7 +125,7 @@ clean: ## remove build output and local data
 	rm -rf bin build data
 
 ledger-scale: ## 1,000,000 usage events for one day in a running gateway: record, rollup, report, rebuild under 64 MiB of RSS
-	FGW_LEDGER_EVENTS=1000000 $(GO) test -count=1 -timeout 60m -run '^TestGatewayLedgerRSS$$' -v .
+	FGW_LEDGER_EVENTS=1000000 $(GO) test -count=1 -timeout 90m -run '^TestGatewayLedgerRSS$$' -v .
 	FGW_LEDGER_EVENTS=1000000 $(GO) test -count=1 -timeout 30m -run '^TestLedgerMemoryAtScale$$' -v ./internal/ledger/
 
 # Debian's chromium for TestUsagePageScreenshot (part of `make test`): installed once, outside the

@@ -109,7 +109,7 @@ models:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestGatewayLedgerRSS$", "-test.v", "-test.timeout=60m")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGatewayLedgerRSS$", "-test.v", "-test.timeout=0") // the parent's timeout bounds it: the child ends when its stdin closes
 	cmd.Env = append(append(os.Environ(), env...), "FGW_RSS_CHILD=1", "GATEWAY_CONFIG="+cfg, "FGW_LEDGER_EVENTS="+strconv.Itoa(n))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
