@@ -63,7 +63,7 @@ func NewMeter(budget int64) *Meter {
 	if budget <= 0 {
 		budget = DefaultReleaseBytes
 	}
-	m := &Meter{budget: budget, checkEvery: max(budget/8, 4096), rss: fileRSS}
+	m := &Meter{budget: budget, checkEvery: max(budget/64, 4096), rss: fileRSS}
 	m.base.Store(m.rss())
 	return m
 }

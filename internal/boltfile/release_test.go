@@ -115,7 +115,7 @@ func TestRelease(t *testing.T) {
 }
 
 // TestMeter: a release is due when the measured RSS grew by the budget
-// since the last release, checked every budget/8 counted bytes.
+// since the last release, checked every budget/64 counted bytes.
 func TestMeter(t *testing.T) {
 	var rss int64 = 1000 << 20
 	m := NewMeter(16 << 20)
@@ -126,11 +126,11 @@ func TestMeter(t *testing.T) {
 		released    bool // Released is called after a due release
 		want        bool
 	}{
-		{count: 1 << 20, grow: 20 << 20, want: false}, // not yet a check (every 2 MiB counted)
-		{count: 1 << 20, grow: 0, want: true},         // checked: grew 20 MiB
-		{count: 2 << 20, grow: 0, want: true},         // still grown: Released was not called
-		{count: 2 << 20, released: true, want: false}, // after Released: no growth
-		{count: 2 << 20, grow: 15 << 20, want: false}, // under the budget
+		{count: 128 << 10, grow: 20 << 20, want: false}, // not yet a check (every 256 KiB counted)
+		{count: 128 << 10, grow: 0, want: true},         // checked: grew 20 MiB
+		{count: 256 << 10, grow: 0, want: true},         // still grown: Released was not called
+		{count: 256 << 10, released: true, want: false}, // after Released: no growth
+		{count: 256 << 10, grow: 15 << 20, want: false}, // under the budget
 		{count: 4 << 20, grow: 1 << 20, want: true},
 	} {
 		rss += tc.grow

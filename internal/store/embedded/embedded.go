@@ -336,7 +336,7 @@ func (t *table) Query(ctx context.Context, q store.Query) ([]store.Entity, error
 	}
 	var out []store.Entity
 	err := t.view(ctx, func(b *bbolt.Bucket) error {
-		var scanned int64 // bytes read through the map, counted every 1 MiB
+		var scanned int64 // bytes read through the map, counted every 256 KiB
 		defer func() { t.s.touched(b.Tx(), scanned+pageBytes) }()
 		c := b.Cursor()
 		var k, v []byte
@@ -352,7 +352,7 @@ func (t *table) Query(ctx context.Context, q store.Query) ([]store.Entity, error
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
-			if scanned += int64(len(k) + len(v)); scanned >= 1<<20 {
+			if scanned += int64(len(k) + len(v)); scanned >= 256<<10 {
 				t.s.touched(b.Tx(), scanned)
 				scanned = 0
 			}
