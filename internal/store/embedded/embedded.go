@@ -227,7 +227,7 @@ func (t *table) Get(ctx context.Context, pk, rk string) (store.Entity, error) {
 	}
 	var e store.Entity
 	err := t.view(ctx, func(b *bbolt.Bucket) error {
-		t.s.touched(b.Tx(), pageBytes)
+		t.s.touched(b.Tx(), 4096) // a get mostly reads hot rows (keys, counters): one page
 		rec, ok, err := current(b, pk, rk)
 		if err != nil {
 			return err
