@@ -146,11 +146,12 @@ func (t *table) view(ctx context.Context, fn func(b *bbolt.Bucket) error) error 
 	})
 }
 
-// pageBytes is what a point read (a get, the descent of a put) is counted
-// as: not one 4 KiB page but the kernel's fault-around (Linux maps up to
-// 16 neighbouring pages already in the page cache on each read fault of a
-// file map, fault_around_bytes = 64 KiB, whatever MADV_RANDOM says), which
-// is what a read of a random leaf costs in RSS.
+// pageBytes is what the descent of a put (and a small query) is counted as
+// by the release meter: not one 4 KiB page but at least the kernel's
+// fault-around (a read fault of a file map maps up to 16 neighbouring
+// pages already in the page cache, 64 KiB, whatever MADV_RANDOM says; large
+// page-cache folios map more), which is what a read of a random leaf costs
+// in RSS. The Meter measures the RSS itself; the count only paces its reads.
 const pageBytes = 64 << 10 // a count for the Meter, which measures what is resident
 
 // update runs fn on the table's bucket in a write transaction; an error
