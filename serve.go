@@ -108,6 +108,7 @@ type app struct {
 	store   store.Store
 	queue   interface{ Close() error }
 	timers  map[string]handlers.Timer
+	usage   *ledger.Writer // the usage ledger's writer (ledger_rss_test.go records into it)
 	// workers run beside the server until it has shut down; closers then
 	// flush what they hold, in order.
 	workers []func(ctx context.Context) error
@@ -196,6 +197,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 	lw := ledger.NewWriter(lt, ledger.WriterOptions{FlushInterval: c.Ledger.FlushInterval.D(), MaxBuffered: c.Ledger.MaxBuffered,
 		SpoolAfter: c.Ledger.SpoolAfter.D(), SpoolPath: c.Ledger.SpoolPath, Log: log})
 	daily := ledger.NewDaily(lt, nil)
+	a.usage = lw
 	tc := tokens.New()
 	// Offline token counts are exact (BPE) when token limits need them for
 	// admission. Otherwise the usage estimates of calls whose backend

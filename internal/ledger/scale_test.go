@@ -113,7 +113,7 @@ func TestLedgerMemoryAtScale(t *testing.T) {
 	var want sums
 	record := heapPeak(func() {
 		for i := 0; i < n; i++ {
-			e := Event{Time: day1.Add(time.Duration(i) * time.Millisecond), RequestID: fmt.Sprintf("%016x", i),
+			e := Event{Time: day1.Add(time.Duration(i) * time.Millisecond), RequestID: fmt.Sprintf("%016x", uint64(i)*0x9E3779B97F4A7C15), // random order, as the gateway's ids
 				KeyID: "k1", Team: teams[i%4], App: "app" + strconv.Itoa(i%5), Model: []string{"gpt-4o", "gpt-4o-mini", "o4-mini"}[i%3],
 				Class: []Class{ClassInteractive, ClassBatch}[i/7%2], Status: 200, PromptTokens: int64(10 + i%7),
 				CompletionTokens: int64(5 + i%11), Currency: "USD", UsageSource: SourceReported}

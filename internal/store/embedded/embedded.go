@@ -33,6 +33,11 @@ const openTimeout = 2 * time.Second
 type Store struct {
 	db  *bbolt.DB
 	now func() time.Time // clock for Timestamp
+	// meter counts the bytes read and written through the file's memory
+	// map; each time they reach its budget the map is released from RSS
+	// (boltfile.Release), so the file's share of the process's memory stays
+	// about the budget whatever the file's size.
+	meter *boltfile.Meter
 }
 
 // Open opens (or creates) the store file at path. Only one process may have
@@ -46,7 +51,16 @@ func OpenWait(path string, wait time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, now: time.Now}, nil
+	return &Store{db: db, now: time.Now, meter: boltfile.NewMeter(0)}, nil
+}
+
+// touched counts n bytes read through the map inside tx and releases the
+// map when the meter's budget is spent.
+func (s *Store) touched(tx *bbolt.Tx, n int64) {
+	if s.meter.Add(n) {
+		_ = boltfile.Release(tx) // only RSS is at stake: a failure changes nothing else
+		s.meter.Released()
+	}
 }
 
 // Close closes the file. Calls on the store or its tables after Close fail.
@@ -132,19 +146,36 @@ func (t *table) view(ctx context.Context, fn func(b *bbolt.Bucket) error) error 
 	})
 }
 
+// pageBytes is what the descent of a put (and a small query) is counted as
+// by the release meter: not one 4 KiB page but at least the kernel's
+// fault-around (a read fault of a file map maps up to 16 neighbouring
+// pages already in the page cache, 64 KiB, whatever MADV_RANDOM says; large
+// page-cache folios map more), which is what a read of a random leaf costs
+// in RSS. The Meter measures the RSS itself; the count only paces its reads.
+const pageBytes = 64 << 10 // a count for the Meter, which measures what is resident
+
 // update runs fn on the table's bucket in a write transaction; an error
 // rolls back everything fn did.
 func (t *table) update(ctx context.Context, fn func(b *bbolt.Bucket) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return t.s.db.Update(func(tx *bbolt.Tx) error {
+	var written int64
+	err := t.s.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(t.bucket)
 		if b == nil {
 			return fmt.Errorf("table %s is gone: %w", t.name, store.ErrNotFound)
 		}
+		// The pages a commit writes are new page ids that the next reads
+		// fault in: count them.
+		tx.OnCommit(func() { st := tx.Stats(); written = st.GetPageAlloc() })
 		return fn(b)
 	})
+	if written > 0 && t.s.meter.Add(written) {
+		_ = t.s.db.View(boltfile.Release)
+		t.s.meter.Released()
+	}
+	return err
 }
 
 // put writes props as row (pk, rk) with a new ETag and Timestamp.
@@ -197,6 +228,7 @@ func (t *table) Get(ctx context.Context, pk, rk string) (store.Entity, error) {
 	}
 	var e store.Entity
 	err := t.view(ctx, func(b *bbolt.Bucket) error {
+		t.s.touched(b.Tx(), 4096) // a get mostly reads hot rows (keys, counters): one page
 		rec, ok, err := current(b, pk, rk)
 		if err != nil {
 			return err
@@ -305,6 +337,8 @@ func (t *table) Query(ctx context.Context, q store.Query) ([]store.Entity, error
 	}
 	var out []store.Entity
 	err := t.view(ctx, func(b *bbolt.Bucket) error {
+		var scanned int64 // bytes read through the map, counted every 256 KiB
+		defer func() { t.s.touched(b.Tx(), scanned+pageBytes) }()
 		c := b.Cursor()
 		var k, v []byte
 		var end []byte // exclusive upper bound of keys, nil for none
@@ -319,6 +353,10 @@ func (t *table) Query(ctx context.Context, q store.Query) ([]store.Entity, error
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
+			if scanned += int64(len(k) + len(v)); scanned >= 256<<10 {
+				t.s.touched(b.Tx(), scanned)
+				scanned = 0
+			}
 			if end != nil && bytes.Compare(k, end) >= 0 {
 				break
 			}
@@ -401,6 +439,10 @@ func (t *table) BatchAll(ctx context.Context, batches [][]store.Op) []error {
 }
 
 func (t *table) apply(b *bbolt.Bucket, op store.Op) error {
+	// The descent to the row's leaf reads through the map: a transaction of
+	// many rows in no key order (the ledger's request ids) reads a leaf per
+	// row, so the map is released inside the transaction as well.
+	t.s.touched(b.Tx(), pageBytes)
 	e := op.Entity
 	switch op.Kind {
 	case store.OpInsert:

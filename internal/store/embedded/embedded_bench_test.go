@@ -86,6 +86,8 @@ func BenchmarkBatchUsageRows(b *testing.B) {
 				rows += per * store.MaxBatchOps
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rows), "ns/row")
+			b.ReportMetric(float64(s.meter.Releases.Load())/float64(b.N), "releases/op")
+
 			_ = s.db.View(func(tx *bbolt.Tx) error {
 				all := rows + 40*5*store.MaxBatchOps
 				b.ReportMetric(float64(tx.Size())/float64(all), "db-B/row")
