@@ -162,7 +162,7 @@ func (e Event) entityIn(pk string, bx boxes) store.Entity {
 		"CompletionTokens": e.CompletionTokens, "ReasoningTokens": e.ReasoningTokens,
 		"TotalTokens": e.TotalTokens, "Cost": e.Cost.Float(), "CostNanos": int64(e.Cost), "Currency": bx.str(e.Currency),
 		"UsageSource": bx.str(string(e.UsageSource)),
-		"Cache": bx.str(e.Cache), "SavedTokens": e.SavedTokens, "SavedCostNanos": int64(e.SavedCost),
+		"Cache":       bx.str(e.Cache), "SavedTokens": e.SavedTokens, "SavedCostNanos": int64(e.SavedCost),
 	}}
 }
 
