@@ -49,7 +49,7 @@ var synonyms = map[string]string{
 	"sad": "unhappy", "help": "assist", "assistance": "assist", "sick": "ill", "illness": "ill", "disease": "ill",
 	"weather": "forecast", "tomorrow": "forecast", "distance": "far", "away": "far", "located": "location",
 	"situated": "location", "where's": "location", "invent": "invention", "invented": "invention", "inventor": "invention",
-	"created": "invention", "discover": "discovery", "discovered": "discovery", "tall": "height", "high": "height",
+	"created": "invention", "spoken": "speak", "discoverer": "discovery", "discover": "discovery", "discovered": "discovery", "tall": "height", "high": "height",
 	"population": "people", "inhabitants": "people", "residents": "people", "live": "people", "lives": "people",
 }
 
@@ -78,13 +78,16 @@ func contentWords(s string) []string {
 	return out
 }
 
-// stem strips common English suffixes (a light Porter step 1).
+// stem strips common English suffixes (a light Porter step 1) and a
+// final e, so that inflections of a word meet (vaccines/vaccine,
+// generated/generate).
 func stem(w string) string {
 	if len(w) <= 3 {
 		return w
 	}
-	for _, suf := range []struct{ s, r string }{{"ies", "y"}, {"ied", "y"}, {"ational", "ate"}, {"ization", "ize"},
-		{"ation", "ate"}, {"ness", ""}, {"ment", ""}, {"ing", ""}, {"edly", ""}, {"ed", ""}, {"ly", ""}, {"es", ""}, {"s", ""}} {
+	for _, suf := range []struct{ s, r string }{{"ies", "y"}, {"ied", "y"}, {"sses", "ss"}, {"ches", "ch"}, {"shes", "sh"},
+		{"xes", "x"}, {"ational", "ate"}, {"ization", "ize"}, {"ation", "ate"}, {"ness", ""}, {"ment", ""}, {"ing", ""},
+		{"edly", ""}, {"ed", ""}, {"ly", ""}, {"ss", "ss"}, {"us", "us"}, {"is", "is"}, {"s", ""}} {
 		if strings.HasSuffix(w, suf.s) && len(w)-len(suf.s) >= 3 {
 			w = w[:len(w)-len(suf.s)] + suf.r
 			break
@@ -92,6 +95,9 @@ func stem(w string) string {
 	}
 	// a doubled final consonant left by -ing/-ed (running → run)
 	if n := len(w); n >= 4 && w[n-1] == w[n-2] && !strings.ContainsRune("aeiouls", rune(w[n-1])) {
+		w = w[:n-1]
+	}
+	if n := len(w); n > 4 && w[n-1] == 'e' {
 		w = w[:n-1]
 	}
 	return w
