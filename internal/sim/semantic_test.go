@@ -56,4 +56,3 @@ func TestTextVectorsSemantic(t *testing.T) {
 		t.Errorf("two models embed alike: cosine %.3f", c)
 	}
 }
-
