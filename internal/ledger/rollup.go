@@ -337,6 +337,9 @@ func (r *DailyRow) merge(o DailyRow) {
 	r.ReasoningTokens += o.ReasoningTokens
 	r.TotalTokens += o.TotalTokens
 	r.Cost += o.Cost
+	r.CacheHits += o.CacheHits
+	r.SavedTokens += o.SavedTokens
+	r.SavedCost += o.SavedCost
 	if o.Currency != "" {
 		r.Currency = o.Currency
 	}
@@ -345,7 +348,8 @@ func (r *DailyRow) merge(o DailyRow) {
 // zero reports whether r has no counts.
 func (r DailyRow) zero() bool {
 	return r.Requests == 0 && r.Errors == 0 && r.EstimatedRequests == 0 && r.PromptTokens == 0 &&
-		r.CachedTokens == 0 && r.CompletionTokens == 0 && r.ReasoningTokens == 0 && r.TotalTokens == 0 && r.Cost == 0
+		r.CachedTokens == 0 && r.CompletionTokens == 0 && r.ReasoningTokens == 0 && r.TotalTokens == 0 && r.Cost == 0 &&
+		r.CacheHits == 0 && r.SavedTokens == 0 && r.SavedCost == 0
 }
 
 // minus is r less the counts of o.
@@ -359,6 +363,9 @@ func (r DailyRow) minus(o DailyRow) DailyRow {
 	r.ReasoningTokens -= o.ReasoningTokens
 	r.TotalTokens -= o.TotalTokens
 	r.Cost -= o.Cost
+	r.CacheHits -= o.CacheHits
+	r.SavedTokens -= o.SavedTokens
+	r.SavedCost -= o.SavedCost
 	return r
 }
 
