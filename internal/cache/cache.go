@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -316,7 +317,9 @@ func (l *Lookup) Serve(w http.ResponseWriter) error {
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(buf.Bytes())
 	if err == nil {
-		err = http.NewResponseController(w).Flush()
+		if ferr := http.NewResponseController(w).Flush(); !errors.Is(ferr, http.ErrNotSupported) {
+			err = ferr
+		}
 	}
 	return err
 }

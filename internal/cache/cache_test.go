@@ -417,3 +417,7 @@ func TestSemanticHitAcrossInstances(t *testing.T) {
 		})
 	}
 }
+
+func usageOf(string) usage.Usage {
+	return usage.Usage{PromptTokens: 12, CompletionTokens: 20, TotalTokens: 32, Reported: true}
+}
