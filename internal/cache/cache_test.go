@@ -421,3 +421,44 @@ func TestSemanticHitAcrossInstances(t *testing.T) {
 func usageOf(string) usage.Usage {
 	return usage.Usage{PromptTokens: 12, CompletionTokens: 20, TotalTokens: 32, Reported: true}
 }
+
+// TestSemanticIndexTopsUp: an instance that loaded a partition's index
+// sees another instance's new entries after the refresh interval.
+func TestSemanticIndexTopsUp(t *testing.T) {
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	e, v, err := OpenTables(context.Background(), st, "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := New(testConfig(config.CacheSemantic), e, v, log, clock)
+	b := New(testConfig(config.CacheSemantic), e, v, log, clock)
+	calls := 0
+	mk := func(text string) Call {
+		body := fmt.Sprintf(`{"model":"gpt","messages":[{"role":"user","content":%q}]}`, text)
+		return Call{Req: chatReq(t, body), Body: []byte(body), Header: http.Header{}, Team: "a"}
+	}
+	// b loads the (empty) index of the partition.
+	if l := b.Lookup(context.Background(), mk("weather and rain"), wordEmbed(&calls)); l.Status != Miss {
+		t.Fatalf("got %s", l.Status)
+	}
+	now = now.Add(time.Second)
+	miss(t, a, mk("What is the capital of France?"), wordEmbed(&calls), chatAnswer, "application/json")
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(5 * time.Second)
+	if l := b.Lookup(context.Background(), mk("France: its capital?"), wordEmbed(&calls)); l.Status != Miss {
+		t.Errorf("before the refresh: got %s, want miss (index loaded 6 s ago)", l.Status)
+	}
+	now = now.Add(30 * time.Second)
+	if l := b.Lookup(context.Background(), mk("France: its capital?"), wordEmbed(&calls)); l.Status != Hit || l.Kind != "semantic" {
+		t.Errorf("after the refresh: got %s %s, want a semantic hit", l.Status, l.Kind)
+	}
+}
