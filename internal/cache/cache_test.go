@@ -462,3 +462,42 @@ func TestSemanticIndexTopsUp(t *testing.T) {
 		t.Errorf("after the refresh: got %s %s, want a semantic hit", l.Status, l.Kind)
 	}
 }
+
+// TestReplayAssembleRoundTrip: every replayable answer, replayed as a
+// stream and assembled back, is the same answer (chat with tool calls and
+// a refusal, completions, Responses).
+func TestReplayAssembleRoundTrip(t *testing.T) {
+	u := usage.Usage{PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7, Reported: true}
+	tests := []struct {
+		op   openai.Op
+		body string
+		want []string // substrings of the assembled answer
+	}{
+		{openai.OpChat, `{"id":"c","object":"chat.completion","created":5,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},"finish_reason":"tool_calls"},{"index":1,"message":{"role":"assistant","content":null,"refusal":"no"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`,
+			[]string{`"arguments":"{\"a\":1}"`, `"name":"f"`, `"finish_reason":"tool_calls"`, `"refusal":"no"`, `"index":1`}},
+		{openai.OpCompletions, `{"id":"x","object":"text_completion","created":5,"model":"m","choices":[{"index":0,"text":"once upon a time","logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`,
+			[]string{`"object":"text_completion"`, `"text":"once upon a time"`, `"finish_reason":"length"`}},
+		{openai.OpResponses, `{"id":"resp_1","object":"response","status":"completed","output":[{"id":"rs_1","type":"reasoning","summary":[]},{"id":"msg_1","type":"message","role":"assistant","status":"completed","content":[{"type":"output_text","text":"hello there","annotations":[]}]}],"usage":{"input_tokens":3,"output_tokens":4,"total_tokens":7}}`,
+			[]string{`"id":"resp_1"`, `"text":"hello there"`, `"type":"reasoning"`, `"status":"completed"`}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.op), func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := replay(&buf, tt.op, []byte(tt.body), true); err != nil {
+				t.Fatal(err)
+			}
+			got, err := assemble(tt.op, buf.Bytes(), u)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, buf.String())
+			}
+			for _, w := range tt.want {
+				if !bytes.Contains(got, []byte(w)) {
+					t.Errorf("assembled answer lacks %s:\n%s", w, got)
+				}
+			}
+		})
+	}
+	if err := replay(io.Discard, openai.OpEmbeddings, []byte(`{}`), false); err == nil {
+		t.Error("embeddings were replayed as a stream")
+	}
+}

@@ -165,7 +165,8 @@ type indexed struct {
 // most cap vectors, newest first, loaded from the CacheVectors table when
 // first searched and topped up with newer rows every refresh.
 type partIndex struct {
-	mu       sync.Mutex
+	// mu: searches share it (read), loads and inserts take it alone.
+	mu       sync.RWMutex
 	loadedAt time.Time // zero: not loaded
 	items    []indexed // newest first
 	keys     map[string]bool
@@ -243,13 +244,21 @@ func (p *partIndex) add(it indexed, cap int) {
 // and its cosine similarity (-2 when there is none).
 func (x *index) search(ctx context.Context, pk, variant string, v vec, now time.Time) (string, float64, error) {
 	p := x.part(pk)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.loadedAt.IsZero() || now.Sub(p.loadedAt) >= x.refresh {
-		if err := x.load(ctx, pk, p, now); err != nil && p.loadedAt.IsZero() {
-			return "", -2, err
+	stale := func() bool { return p.loadedAt.IsZero() || now.Sub(p.loadedAt) >= x.refresh }
+	p.mu.RLock()
+	if stale() {
+		p.mu.RUnlock()
+		p.mu.Lock()
+		if stale() { // not loaded by another search meanwhile
+			if err := x.load(ctx, pk, p, now); err != nil && p.loadedAt.IsZero() {
+				p.mu.Unlock()
+				return "", -2, err
+			}
 		}
+		p.mu.Unlock()
+		p.mu.RLock()
 	}
+	defer p.mu.RUnlock()
 	best, bestKey := -2.0, ""
 	for _, it := range p.items {
 		if it.variant != variant || !it.expires.After(now) {
