@@ -501,3 +501,36 @@ func TestReplayAssembleRoundTrip(t *testing.T) {
 		t.Error("embeddings were replayed as a stream")
 	}
 }
+
+// failingTable fails every query, counting them.
+type failingTable struct {
+	store.Table
+	queries int
+}
+
+func (f *failingTable) Query(context.Context, store.Query) ([]store.Entity, error) {
+	f.queries++
+	return nil, fmt.Errorf("store down")
+}
+
+// TestIndexLoadFailureBacksOff: while the vectors table fails, searches
+// are misses and the table is asked at most once per loadRetry.
+func TestIndexLoadFailureBacksOff(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := &failingTable{}
+	x := &index{parts: map[string]*partIndex{}, t: f, cap: 10, refresh: 30 * time.Second}
+	v, _ := quantise([]float32{1, 0, 0})
+	for i := range 10 {
+		key, _, err := x.search(context.Background(), "pk", "v", v, now.Add(time.Duration(i)*100*time.Millisecond))
+		if key != "" || i == 0 && err == nil {
+			t.Fatalf("search %d: key %q err %v", i, key, err)
+		}
+	}
+	if f.queries != 1 {
+		t.Errorf("%d table queries in 1 s of searches, want 1", f.queries)
+	}
+	_, _, _ = x.search(context.Background(), "pk", "v", v, now.Add(loadRetry))
+	if f.queries != 2 {
+		t.Errorf("after loadRetry: %d queries, want 2", f.queries)
+	}
+}

@@ -168,9 +168,14 @@ type partIndex struct {
 	// mu: searches share it (read), loads and inserts take it alone.
 	mu       sync.RWMutex
 	loadedAt time.Time // zero: not loaded
+	failedAt time.Time // the last failed load: not retried for loadRetry
 	items    []indexed // newest first
 	keys     map[string]bool
 }
+
+// loadRetry is how long a partition whose load failed is searched as it
+// is before its load is tried again.
+const loadRetry = 5 * time.Second
 
 // index is every partition's vector index on this instance.
 type index struct {
@@ -244,15 +249,22 @@ func (p *partIndex) add(it indexed, cap int) {
 // and its cosine similarity (-2 when there is none).
 func (x *index) search(ctx context.Context, pk, variant string, v vec, now time.Time) (string, float64, error) {
 	p := x.part(pk)
-	stale := func() bool { return p.loadedAt.IsZero() || now.Sub(p.loadedAt) >= x.refresh }
+	stale := func() bool {
+		return (p.loadedAt.IsZero() || now.Sub(p.loadedAt) >= x.refresh) && now.Sub(p.failedAt) >= loadRetry
+	}
 	p.mu.RLock()
 	if stale() {
 		p.mu.RUnlock()
 		p.mu.Lock()
 		if stale() { // not loaded by another search meanwhile
-			if err := x.load(ctx, pk, p, now); err != nil && p.loadedAt.IsZero() {
-				p.mu.Unlock()
-				return "", -2, err
+			if err := x.load(ctx, pk, p, now); err != nil {
+				// A failing table is not asked again by every search:
+				// until loadRetry has passed they use what is loaded.
+				p.failedAt = now
+				if p.loadedAt.IsZero() {
+					p.mu.Unlock()
+					return "", -2, err
+				}
 			}
 		}
 		p.mu.Unlock()
