@@ -96,6 +96,7 @@ func TestKeyIgnoresNonSemanticFields(t *testing.T) {
 		`{"model":"gpt","messages":[{"role":"user","content":"hi"}],"max_tokens":6}`,
 		`{"model":"gpt","messages":[{"role":"user","content":"hi"}],"max_tokens":5.0}`,
 		`{"model":"gpt","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"temperature":0}`,
+		`{"model":"gpt","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"store":false}`,
 	}
 	key := func(part, b string) string {
 		r, err := parse(part, chatReq(t, b), []byte(b), semanticRules{})

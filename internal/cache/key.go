@@ -13,11 +13,12 @@ import (
 
 // nonSemantic are the body fields that do not change the answer: how it is
 // delivered (stream, stream_options), who asked (user, safety_identifier,
-// metadata) and provider-side hints (prompt_cache_key, service_tier,
-// store). They are left out of the key, so a streamed and a whole request
-// share an entry.
+// metadata) and provider-side hints (prompt_cache_key, service_tier); the
+// alias is in the key apart. They are left out of the key, so a streamed
+// and a whole request share an entry. store stays in: a Responses answer
+// made with store: false has an id the backend does not keep.
 var nonSemantic = []string{"stream", "stream_options", "user", "safety_identifier", "metadata",
-	"prompt_cache_key", "service_tier", "store", "model"}
+	"prompt_cache_key", "service_tier", "model"}
 
 // prompt fields hold the prompt itself: a semantic lookup compares them by
 // embedding, so they are left out of the variant (what must be equal).
