@@ -32,9 +32,9 @@ func cacheStack(t testing.TB) *stack {
 		{"--team", "sales", "--app", "crm"}, {"--team", "semantic", "--app", "pairs"}}})
 }
 
-// simRequests is the number of requests the simulator answered for a
+// cacheSimRequests is the number of requests the simulator answered for a
 // deployment: its own record, not the gateway's.
-func simRequests(t testing.TB, s *stack, deployment string) int64 {
+func cacheSimRequests(t testing.TB, s *stack, deployment string) int64 {
 	t.Helper()
 	resp, err := http.Get(s.SimURL + "/sim/usage")
 	if err != nil {
@@ -62,7 +62,7 @@ func TestCacheExactE2E(t *testing.T) {
 	s := cacheStack(t)
 	ctx := context.Background()
 	c := keyClientFor(s, s.Key)
-	sim := func() int64 { return simRequests(t, s, "gpt-4o-mini") }
+	sim := func() int64 { return cacheSimRequests(t, s, "gpt-4o-mini") }
 
 	// 1. JSON miss, then JSON hit with no backend call.
 	p := chatParams("gpt-4o-mini", "Explain the exact cache in one sentence.")
@@ -144,7 +144,7 @@ func TestCacheExactE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rBefore := simRequests(t, s, "o4-mini")
+	rBefore := cacheSimRequests(t, s, "o4-mini")
 	rs := c.Responses.NewStreaming(ctx, rp, option.WithResponseInto(&raw))
 	var text strings.Builder
 	var completed *responses.Response
@@ -177,7 +177,7 @@ func TestCacheExactE2E(t *testing.T) {
 			t.Errorf("Responses replay: no %s event (%v)", want, types)
 		}
 	}
-	if n := simRequests(t, s, "o4-mini"); n != rBefore {
+	if n := cacheSimRequests(t, s, "o4-mini"); n != rBefore {
 		t.Errorf("the simulator answered %d Responses calls for a hit", n-rBefore)
 	}
 
@@ -267,7 +267,7 @@ func TestCacheSemanticPairs(t *testing.T) {
 		_ = json.Unmarshal(raw, &r)
 		return r.ID, resp.Header.Get("X-Gateway-Cache"), resp.Header.Get("X-Gateway-Cache-Score")
 	}
-	embedBefore := simRequests(t, s, "text-embedding-3-small")
+	embedBefore := cacheSimRequests(t, s, "text-embedding-3-small")
 	ids := map[string]string{} // first prompt → its answer's id
 	all := append(append([][2]string{}, pairs.Paraphrases...), pairs.Unrelated...)
 	for _, p := range all {
@@ -312,7 +312,7 @@ func TestCacheSemanticPairs(t *testing.T) {
 		t.Errorf("paraphrase hits %d/50, want at least 40", hits)
 	}
 	// Every lookup embedded its prompt through the gateway's router.
-	if n := simRequests(t, s, "text-embedding-3-small") - embedBefore; n != 200 {
+	if n := cacheSimRequests(t, s, "text-embedding-3-small") - embedBefore; n != 200 {
 		t.Errorf("embedding calls at the simulator: %d, want 200", n)
 	}
 }
