@@ -23,6 +23,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/auth"
 	"github.com/foundry-gateway/gateway/internal/backendauth"
 	"github.com/foundry-gateway/gateway/internal/blob"
+	"github.com/foundry-gateway/gateway/internal/cache"
 	"github.com/foundry-gateway/gateway/internal/callback"
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/httperr"
@@ -358,6 +359,15 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		},
 		Resources: px,
 	}
+	if c.Cache.Enabled() { // response cache (docs/caching.md)
+		ct, cv, err := cache.OpenTables(ctx, st, c.Store.TablePrefix)
+		if err != nil {
+			return nil, err
+		}
+		deps.Cache = cache.New(c.Cache, ct, cv, log, nil)
+		pricing.WithCacheFraction(c.Cache.CostFraction)
+		a.closers = append(a.closers, deps.Cache.Close)
+	}
 	if exact {
 		deps.Tokens = tc // else nil: the handler estimates prompts at 4 bytes per token
 	}
@@ -372,8 +382,8 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		// first limited request needs them, and only then.
 		a.workers = append(a.workers, func(context.Context) error { tc.Warm(); return nil })
 	}
-	a.closers = []func(context.Context) error{lim.Flush, lw.Close,
-		func(ctx context.Context) error { tel.Close(ctx); return nil }}
+	a.closers = append(a.closers, lim.Flush, lw.Close,
+		func(ctx context.Context) error { tel.Close(ctx); return nil })
 	if auditWorker != nil { // the audit trail: flushed after the server stopped, before telemetry closes
 		a.workers = append(a.workers, auditWorker)
 		last := len(a.closers) - 1 // telemetry closes last

@@ -117,6 +117,10 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 			return g.submit(c, p, req, body, tr)
 		}
 
+		lk, served, err := g.cacheLookup(c, p, req, body, ticket, start, tr) // response cache (docs/caching.md)
+		if served || err != nil {
+			return err
+		}
 		call := proxy.Call{Req: req, Body: body, RawQuery: r.URL.RawQuery, RequestID: requestIDOf(c),
 			Caller: p.KeyID, Regions: p.Scope.Regions, Trace: tr}
 		if req.NeedsUsageInjection() {
@@ -128,8 +132,9 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 			call.StripUsageChunk = true
 		}
 		aud := g.auditStart(c, p.Team, req.Model) // audit trail (issue #19): nil unless opted in
-		res := g.Proxy.Forward(c.Response(), r, m, call)
+		res := g.Proxy.Forward(lk.Capture(c.Response()), r, m, call)
 		g.auditDone(c, aud, p, call, op, body, res)
+		cacheStore(lk, res)
 		if ticket != nil {
 			ticket.SettleUsage(res.Usage)
 			if g.Cost != nil && res.Usage.Reported {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/foundry-gateway/gateway/internal/audit"
 	"github.com/foundry-gateway/gateway/internal/auth"
+	"github.com/foundry-gateway/gateway/internal/cache"
 	"github.com/foundry-gateway/gateway/internal/httperr"
 	"github.com/foundry-gateway/gateway/internal/jobs"
 	"github.com/foundry-gateway/gateway/internal/money"
@@ -91,6 +92,11 @@ type Event struct {
 	// PromptEstimate is the offline prompt token count when the usage was
 	// not reported (0 otherwise).
 	PromptEstimate int64
+	// Cache is exact or semantic when the response cache answered; Saved
+	// is the original call's usage, served by SavedBackend/SavedDeployment.
+	Cache                         string
+	Saved                         usage.Usage
+	SavedBackend, SavedDeployment string
 }
 
 // Timer is the work of a timer function (drain, rollup). It returns lines
@@ -148,6 +154,8 @@ type Deps struct {
 	// caller may use it.
 	ResponseBackend func(ctx context.Context, id string) (b *route.Backend, owner string, ok bool)
 	Resources       resourceForwarder
+	// Cache is the response cache (nil: off).
+	Cache *cache.Cache
 	// Build is shown by GET /healthz.
 	Build BuildInfo
 	// Safety checks prompts with content safety before they are forwarded

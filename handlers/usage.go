@@ -27,6 +27,7 @@ func (l LogUsage) Record(ctx context.Context, e Event) {
 		slog.Bool("complete", e.Complete), slog.Bool("usage_reported", e.Usage.Reported),
 		slog.Int64("prompt_tokens", e.Usage.PromptTokens), slog.Int64("completion_tokens", e.Usage.CompletionTokens),
 		slog.Int64("cached_tokens", e.Usage.CachedTokens), slog.Int64("reasoning_tokens", e.Usage.ReasoningTokens),
+		slog.String("cache", e.Cache),
 	)
 }
 
@@ -44,5 +45,6 @@ func (l LedgerUsage) Record(ctx context.Context, e Event) {
 	l.Writer.Record(ctx, l.Pricing.Event(ledger.Call{Time: e.Time, RequestID: e.RequestID, KeyID: e.KeyID,
 		Team: e.Team, App: e.App, Model: e.Model, Op: e.Op, Backend: e.Backend, Deployment: e.Deployment,
 		Region: e.Region, Class: ledger.Class(e.Class), Stream: e.Stream, Status: e.Status, Latency: e.Latency,
-		Usage: e.Usage, Text: e.Text, PromptEstimate: e.PromptEstimate}))
+		Usage: e.Usage, Text: e.Text, PromptEstimate: e.PromptEstimate,
+		Cache: e.Cache, Saved: e.Saved, SavedBackend: e.SavedBackend, SavedDeployment: e.SavedDeployment}))
 }

@@ -134,14 +134,16 @@ tfoot td{font-weight:600;background:#f3f6f9}
 <div class="cards" id="cards"><div class="card"><small>Requests</small><b id="treq">–</b></div>
 <div class="card"><small>Errors</small><b id="terr">–</b></div>
 <div class="card"><small>Total tokens</small><b id="ttok">–</b></div>
-<div class="card"><small>Teams</small><b id="tteams">–</b></div></div>
+<div class="card"><small>Teams</small><b id="tteams">–</b></div>
+<div class="card"><small>Cache hits · saved tokens</small><b id="tsaved">–</b></div></div>
 <div class="legend" id="legend"></div>
 <div class="charts" id="charts"></div>
-<table><thead><tr><th>Team</th><th>App</th><th>Model</th><th>Class</th><th>Requests</th><th>Errors</th><th>Prompt tokens</th><th>Cached tokens</th><th>Completion tokens</th><th>Total tokens</th><th>Cost</th><th>Currency</th></tr></thead>
+<table><thead><tr><th>Team</th><th>App</th><th>Model</th><th>Class</th><th>Requests</th><th>Errors</th><th>Prompt tokens</th><th>Cached tokens</th><th>Completion tokens</th><th>Total tokens</th><th>Cost</th><th>Currency</th><th>Cache hits</th><th>Saved tokens</th><th>Saved cost</th></tr></thead>
 <tbody id="rows"></tbody><tfoot id="foot"></tfoot></table>
 <p class="note">Cost is computed per request, exactly, from the configured price per million tokens: (prompt − cached) × input + cached × cached input + completion × output, and shown with 6 decimals.
 Totals are per currency; amounts in different currencies are never added. Errors are calls that failed (status 0 or ≥ 400); they are counted in requests.
-Today's and yesterday's figures are live; past days come from the UsageDaily table.</p>
+Today's and yesterday's figures are live; past days come from the UsageDaily table.
+Cache hits are calls the gateway's response cache answered: they spend no backend tokens (their token columns are 0); saved tokens and saved cost are what the original call used, less the share a hit is charged (cache.costFraction).</p>
 </main>
 <script>
 (function(){
@@ -200,16 +202,17 @@ function render(rep,daily){
  var ch='';curs.forEach(function(c){if(!c)return;ch+=chart(ds,teams,function(d,t){var a=byDay[d+'|'+t];return a&&a.cost[c]||0},'Cost per day ('+c+')',true)});
  ch+=chart(ds,teams,function(d,t){var a=byDay[d+'|'+t];return a?a.tok:0},'Tokens per day',false);
  $('charts').innerHTML=ch;
- var h='';rep.rows.forEach(function(r){h+='<tr><td>'+esc(r.team)+'</td><td>'+esc(r.app)+'</td><td>'+esc(r.model)+'</td><td>'+esc(r['class'])+'</td><td>'+fmt(r.requests)+'</td><td'+(r.errors?' class="err"':'')+'>'+fmt(r.errors)+'</td><td>'+fmt(r.promptTokens)+'</td><td>'+fmt(r.cachedTokens)+'</td><td>'+fmt(r.completionTokens)+'</td><td>'+fmt(r.totalTokens)+'</td><td>'+money(r.cost)+'</td><td>'+esc(r.currency||'–')+'</td></tr>'});
- $('rows').innerHTML=h||'<tr><td colspan="12" style="text-align:center">No usage in this period.</td></tr>';
- var req=0,err=0,tok=0,f='',cards='';
- rep.totals.forEach(function(t){req+=t.requests;err+=t.errors;tok+=t.totalTokens;
-  f+='<tr class="total"><td>Total '+esc(t.currency||'(unpriced)')+'</td><td></td><td></td><td></td><td>'+fmt(t.requests)+'</td><td>'+fmt(t.errors)+'</td><td>'+fmt(t.promptTokens)+'</td><td>'+fmt(t.cachedTokens)+'</td><td>'+fmt(t.completionTokens)+'</td><td>'+fmt(t.totalTokens)+'</td><td>'+money(t.cost)+'</td><td>'+esc(t.currency||'–')+'</td></tr>';
-  if(t.currency)cards+='<div class="card cost"><small>Cost ('+esc(t.currency)+')</small><b>'+esc(t.currency)+' '+money(t.cost)+'</b></div>'});
+ var h='';rep.rows.forEach(function(r){h+='<tr><td>'+esc(r.team)+'</td><td>'+esc(r.app)+'</td><td>'+esc(r.model)+'</td><td>'+esc(r['class'])+'</td><td>'+fmt(r.requests)+'</td><td'+(r.errors?' class="err"':'')+'>'+fmt(r.errors)+'</td><td>'+fmt(r.promptTokens)+'</td><td>'+fmt(r.cachedTokens)+'</td><td>'+fmt(r.completionTokens)+'</td><td>'+fmt(r.totalTokens)+'</td><td>'+money(r.cost)+'</td><td>'+esc(r.currency||'–')+'</td><td>'+fmt(r.cacheHits||0)+'</td><td>'+fmt(r.savedTokens||0)+'</td><td>'+money(r.savedCost||0)+'</td></tr>'});
+ $('rows').innerHTML=h||'<tr><td colspan="15" style="text-align:center">No usage in this period.</td></tr>';
+ var req=0,err=0,tok=0,hits=0,saved=0,f='',cards='';
+ rep.totals.forEach(function(t){req+=t.requests;err+=t.errors;tok+=t.totalTokens;hits+=t.cacheHits||0;saved+=t.savedTokens||0;
+  f+='<tr class="total"><td>Total '+esc(t.currency||'(unpriced)')+'</td><td></td><td></td><td></td><td>'+fmt(t.requests)+'</td><td>'+fmt(t.errors)+'</td><td>'+fmt(t.promptTokens)+'</td><td>'+fmt(t.cachedTokens)+'</td><td>'+fmt(t.completionTokens)+'</td><td>'+fmt(t.totalTokens)+'</td><td>'+money(t.cost)+'</td><td>'+esc(t.currency||'–')+'</td><td>'+fmt(t.cacheHits||0)+'</td><td>'+fmt(t.savedTokens||0)+'</td><td>'+money(t.savedCost||0)+'</td></tr>';
+  if(t.currency)cards+='<div class="card cost"><small>Cost ('+esc(t.currency)+')</small><b>'+esc(t.currency)+' '+money(t.cost)+'</b></div>';
+  if(t.currency&&t.savedCost)cards+='<div class="card cost"><small>Saved by the cache ('+esc(t.currency)+')</small><b>'+esc(t.currency)+' '+money(t.savedCost)+'</b></div>'});
  $('foot').innerHTML=f;
  $('cards').querySelectorAll('.cost').forEach(function(n){n.remove()});
  $('cards').insertAdjacentHTML('afterbegin',cards);
- $('treq').textContent=fmt(req);$('terr').textContent=fmt(err);$('ttok').textContent=fmt(tok);$('tteams').textContent=teams.length;
+ $('treq').textContent=fmt(req);$('terr').textContent=fmt(err);$('ttok').textContent=fmt(tok);$('tteams').textContent=teams.length;$('tsaved').textContent=fmt(hits)+' · '+fmt(saved);
  document.body.setAttribute('data-loaded',String(rep.rows.length))}
 $('csv').onclick=function(e){e.preventDefault();fetch(url('team,app,model,class','csv'),{headers:hdr()}).then(function(r){if(!r.ok)throw new Error(r.statusText);return r.blob()}).then(function(b){var a=document.createElement('a');a.href=URL.createObjectURL(b);a.download='usage-'+$('from').value+'-'+$('to').value+'.csv';a.click()}).catch(function(e){$('msg').textContent='CSV: '+e.message})};
 $('f').onsubmit=load;if($('key').value)load();

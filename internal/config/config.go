@@ -136,6 +136,9 @@ type Config struct {
 	// Audit records prompts and completions of the teams and models that
 	// opt in (see safety.go). Default: off.
 	Audit AuditConfig `yaml:"audit" json:"audit"`
+	// Cache is the exact and semantic response cache (see cache.go).
+	// Default: off.
+	Cache CacheConfig `yaml:"cache" json:"cache"`
 
 	// AppInsightsConnectionString comes from APPLICATIONINSIGHTS_CONNECTION_STRING;
 	// empty disables Application Insights.
@@ -587,6 +590,7 @@ func (c *Config) applyDefaults() {
 	c.Identity.applyDefaults()
 	c.ContentSafety.applyDefaults()
 	c.Audit.applyDefaults()
+	c.Cache.applyDefaults()
 	provisioned := map[string]bool{}
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -772,6 +776,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Identity.validate()...)
 	errs = append(errs, c.ContentSafety.validate(c.Models)...)
 	errs = append(errs, c.Audit.validate(c.Models)...)
+	errs = append(errs, c.Cache.validate(c.Models)...)
 	if len(c.Auth.AdminTeams) > 0 {
 		bad("auth.adminTeams: replaced by the admin scope; create admin keys with `handler keys create --admin` or set admin: true on an identity rule")
 	}

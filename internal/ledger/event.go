@@ -40,6 +40,10 @@ const (
 	// SourceNone: the call failed before any output and the backend reported
 	// no usage (a 429, a 5xx, a connection error); the tokens are zero.
 	SourceNone Source = "none"
+	// SourceCache: the gateway's response cache answered (issue #20); the
+	// token columns are zero (no backend was called) and SavedTokens holds
+	// what the original call used.
+	SourceCache Source = "cache"
 )
 
 // Event is one UsageEvents row: one completed call.
@@ -68,6 +72,14 @@ type Event struct {
 	Cost        money.Nanos `json:"cost"`
 	Currency    string      `json:"currency"`
 	UsageSource Source      `json:"usageSource"`
+
+	// Cache is exact or semantic when the response cache answered ("" for
+	// backend calls); SavedTokens and SavedCost are the tokens and the
+	// cost the hit did not spend (the original call's, less what the hit
+	// is charged: cache.costFraction).
+	Cache       string      `json:"cache,omitempty"`
+	SavedTokens int64       `json:"savedTokens,omitempty"`
+	SavedCost   money.Nanos `json:"savedCost,omitempty"`
 }
 
 // Day is the UTC date of t as yyyy-mm-dd.
@@ -150,6 +162,7 @@ func (e Event) entityIn(pk string, bx boxes) store.Entity {
 		"CompletionTokens": e.CompletionTokens, "ReasoningTokens": e.ReasoningTokens,
 		"TotalTokens": e.TotalTokens, "Cost": e.Cost.Float(), "CostNanos": int64(e.Cost), "Currency": bx.str(e.Currency),
 		"UsageSource": bx.str(string(e.UsageSource)),
+		"Cache":       bx.str(e.Cache), "SavedTokens": e.SavedTokens, "SavedCostNanos": int64(e.SavedCost),
 	}}
 }
 
@@ -187,6 +200,7 @@ func eventFrom(en store.Entity) Event {
 		CompletionTokens: p.i64("CompletionTokens"), ReasoningTokens: p.i64("ReasoningTokens"),
 		TotalTokens: p.i64("TotalTokens"), Cost: p.cost(), Currency: p.str("Currency"),
 		UsageSource: Source(p.str("UsageSource")),
+		Cache:       p.str("Cache"), SavedTokens: p.i64("SavedTokens"), SavedCost: money.Nanos(p.i64("SavedCostNanos")),
 	}
 }
 

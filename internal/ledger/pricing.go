@@ -61,6 +61,16 @@ type Pricing struct {
 	prices   map[string]Price
 	discount float64
 	counter  counter
+	// cacheFraction is the share of the original cost a cache hit is
+	// charged (cache.costFraction).
+	cacheFraction float64
+}
+
+// WithCacheFraction sets the share (0..1) of the original cost a cache hit
+// is charged, and returns p.
+func (p *Pricing) WithCacheFraction(f float64) *Pricing {
+	p.cacheFraction = min(max(f, 0), 1)
+	return p
 }
 
 // NewPricing returns a Pricing with prices by model alias, the batch
@@ -143,6 +153,12 @@ type Call struct {
 	// PromptEstimate is the gateway's count of the request's prompt tokens,
 	// used when the backend reported no usage.
 	PromptEstimate int64
+	// Cache is exact or semantic when the response cache answered; Saved
+	// is then the usage of the original call, SavedBackend and
+	// SavedDeployment who served it (for its price).
+	Cache                         string
+	Saved                         usage.Usage
+	SavedBackend, SavedDeployment string
 }
 
 // Event prices a finished call. When the backend reported usage it is used
@@ -157,6 +173,9 @@ func (p *Pricing) Event(c Call) Event {
 	}
 	if e.Class == "" {
 		e.Class = ClassInteractive
+	}
+	if c.Cache != "" {
+		return p.cacheEvent(e, c)
 	}
 	switch u := c.Usage; {
 	case u.Reported:
@@ -183,6 +202,23 @@ func (p *Pricing) Event(c Call) Event {
 			d = p.discount
 		}
 		e.Cost = Cost(pr, Tokens{Prompt: e.PromptTokens, Cached: e.CachedTokens, Completion: e.CompletionTokens}, d)
+		e.Currency = pr.Currency
+	}
+	return e
+}
+
+// cacheEvent prices a cache hit: no backend tokens; the cost is the
+// configured fraction of what the original call cost, the rest is saved.
+func (p *Pricing) cacheEvent(e Event, c Call) Event {
+	e.UsageSource, e.Cache = SourceCache, c.Cache
+	e.SavedTokens = c.Saved.TotalTokens
+	if e.SavedTokens == 0 {
+		e.SavedTokens = c.Saved.PromptTokens + c.Saved.CompletionTokens
+	}
+	if pr, ok := p.price(c.Model, c.SavedBackend, c.SavedDeployment); ok {
+		full := Cost(pr, Tokens{Prompt: c.Saved.PromptTokens, Cached: c.Saved.CachedTokens, Completion: c.Saved.CompletionTokens}, 0)
+		e.Cost = Cost(pr, Tokens{Prompt: c.Saved.PromptTokens, Cached: c.Saved.CachedTokens, Completion: c.Saved.CompletionTokens}, 1-p.cacheFraction)
+		e.SavedCost = full - e.Cost
 		e.Currency = pr.Currency
 	}
 	return e

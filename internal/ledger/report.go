@@ -63,6 +63,11 @@ type Row struct {
 	// Cost is exact; JSON writes it with money.Decimals decimals.
 	Cost     money.Nanos `json:"cost"`
 	Currency string      `json:"currency"`
+	// CacheHits, SavedTokens and SavedCost: what the response cache
+	// answered and saved (docs/caching.md).
+	CacheHits   int64       `json:"cacheHits"`
+	SavedTokens int64       `json:"savedTokens"`
+	SavedCost   money.Nanos `json:"savedCost"`
 }
 
 // ParseBy parses a comma-separated list of dimensions.
@@ -160,6 +165,9 @@ func (d *Daily) Report(ctx context.Context, q Query) ([]Row, error) {
 		a.ReasoningTokens += r.ReasoningTokens
 		a.TotalTokens += r.TotalTokens
 		a.Cost += r.Cost
+		a.CacheHits += r.CacheHits
+		a.SavedTokens += r.SavedTokens
+		a.SavedCost += r.SavedCost
 	}
 
 	// Stored rows, month by month, skipping the live days.
@@ -220,6 +228,9 @@ func Totals(rows []Row) []Row {
 		t.ReasoningTokens += r.ReasoningTokens
 		t.TotalTokens += r.TotalTokens
 		t.Cost += r.Cost
+		t.CacheHits += r.CacheHits
+		t.SavedTokens += r.SavedTokens
+		t.SavedCost += r.SavedCost
 	}
 	sort.Strings(cur)
 	out := make([]Row, len(cur))
@@ -249,7 +260,8 @@ func columns(by []string, csv bool) []string {
 	if csv {
 		cols = append(cols, "CostNanos")
 	}
-	return append(cols, "Cost", "Currency")
+	// The cache columns come last: readers of the older columns are unchanged.
+	return append(cols, "Cost", "Currency", "CacheHits", "SavedTokens", "SavedCost")
 }
 
 func cells(r Row, by []string, csv bool) []string {
@@ -274,7 +286,7 @@ func cells(r Row, by []string, csv bool) []string {
 	if csv {
 		c = append(c, i(int64(r.Cost)))
 	}
-	return append(c, r.Cost.String(), r.Currency)
+	return append(c, r.Cost.String(), r.Currency, i(r.CacheHits), i(r.SavedTokens), r.SavedCost.String())
 }
 
 // Report is a report as the JSON format writes it.

@@ -31,6 +31,11 @@ type DailyRow struct {
 	Cost              money.Nanos
 	Currency          string
 	UpdatedAt         time.Time
+	// CacheHits are the calls the response cache answered; SavedTokens and
+	// SavedCost what they did not spend.
+	CacheHits   int64
+	SavedTokens int64
+	SavedCost   money.Nanos
 }
 
 func (r DailyRow) partitionKey() string { return r.Date[:7] }
@@ -46,6 +51,7 @@ func (r DailyRow) entity() store.Entity {
 		"PromptTokens": r.PromptTokens, "CachedTokens": r.CachedTokens, "CompletionTokens": r.CompletionTokens,
 		"ReasoningTokens": r.ReasoningTokens, "TotalTokens": r.TotalTokens, "Cost": r.Cost.Float(), "CostNanos": int64(r.Cost),
 		"Currency": r.Currency, "UpdatedAt": r.UpdatedAt.UTC(),
+		"CacheHits": r.CacheHits, "SavedTokens": r.SavedTokens, "SavedCostNanos": int64(r.SavedCost),
 	}}
 }
 
@@ -56,7 +62,8 @@ func dailyFrom(en store.Entity) DailyRow {
 		EstimatedRequests: p.i64("EstimatedRequests"), PromptTokens: p.i64("PromptTokens"),
 		CachedTokens: p.i64("CachedTokens"), CompletionTokens: p.i64("CompletionTokens"),
 		ReasoningTokens: p.i64("ReasoningTokens"), TotalTokens: p.i64("TotalTokens"), Cost: p.cost(),
-		Currency: p.str("Currency"), UpdatedAt: p.time("UpdatedAt")}
+		Currency: p.str("Currency"), UpdatedAt: p.time("UpdatedAt"),
+		CacheHits: p.i64("CacheHits"), SavedTokens: p.i64("SavedTokens"), SavedCost: money.Nanos(p.i64("SavedCostNanos"))}
 }
 
 // sameCounts compares everything but UpdatedAt.
@@ -80,6 +87,11 @@ func (r *DailyRow) add(e Event) {
 	r.ReasoningTokens += e.ReasoningTokens
 	r.TotalTokens += e.TotalTokens
 	r.Cost += e.Cost
+	if e.UsageSource == SourceCache {
+		r.CacheHits++
+	}
+	r.SavedTokens += e.SavedTokens
+	r.SavedCost += e.SavedCost
 	if e.Currency != "" {
 		r.Currency = e.Currency
 	}
@@ -325,6 +337,9 @@ func (r *DailyRow) merge(o DailyRow) {
 	r.ReasoningTokens += o.ReasoningTokens
 	r.TotalTokens += o.TotalTokens
 	r.Cost += o.Cost
+	r.CacheHits += o.CacheHits
+	r.SavedTokens += o.SavedTokens
+	r.SavedCost += o.SavedCost
 	if o.Currency != "" {
 		r.Currency = o.Currency
 	}
@@ -333,7 +348,8 @@ func (r *DailyRow) merge(o DailyRow) {
 // zero reports whether r has no counts.
 func (r DailyRow) zero() bool {
 	return r.Requests == 0 && r.Errors == 0 && r.EstimatedRequests == 0 && r.PromptTokens == 0 &&
-		r.CachedTokens == 0 && r.CompletionTokens == 0 && r.ReasoningTokens == 0 && r.TotalTokens == 0 && r.Cost == 0
+		r.CachedTokens == 0 && r.CompletionTokens == 0 && r.ReasoningTokens == 0 && r.TotalTokens == 0 && r.Cost == 0 &&
+		r.CacheHits == 0 && r.SavedTokens == 0 && r.SavedCost == 0
 }
 
 // minus is r less the counts of o.
@@ -347,6 +363,9 @@ func (r DailyRow) minus(o DailyRow) DailyRow {
 	r.ReasoningTokens -= o.ReasoningTokens
 	r.TotalTokens -= o.TotalTokens
 	r.Cost -= o.Cost
+	r.CacheHits -= o.CacheHits
+	r.SavedTokens -= o.SavedTokens
+	r.SavedCost -= o.SavedCost
 	return r
 }
 

@@ -210,7 +210,7 @@ func TestWriteFormats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := strings.Join(recs[0], ","), "Team,Model,Requests,Errors,EstimatedRequests,PromptTokens,CachedTokens,CompletionTokens,ReasoningTokens,TotalTokens,CostNanos,Cost,Currency"; got != want {
+			if got, want := strings.Join(recs[0], ","), "Team,Model,Requests,Errors,EstimatedRequests,PromptTokens,CachedTokens,CompletionTokens,ReasoningTokens,TotalTokens,CostNanos,Cost,Currency,CacheHits,SavedTokens,SavedCost"; got != want {
 				t.Errorf("got header %v, want %v", got, want)
 			}
 			if got, want := recs[1][10]+" "+recs[1][11], "12300 0.000012"; got != want {

@@ -36,7 +36,8 @@ type embeddingItem struct {
 }
 
 // embeddings serves /embeddings. Vectors are unit length and derived from
-// a hash of the model and the input, so equal inputs embed equally and a
+// hashes of the model and the input (its content words for text, see
+// semantic.go), so equal inputs embed equally, paraphrases closely, and a
 // shorter `dimensions` is a renormalised prefix of a longer one.
 func (c *call) embeddings() error {
 	var req embeddingsRequest
@@ -59,24 +60,25 @@ func (c *call) embeddings() error {
 		return errInvalid("encoding_format", fmt.Sprintf("Invalid 'encoding_format': expected 'float' or 'base64', got %q.", req.EncodingFormat))
 	}
 	var (
-		seeds  []uint64
+		vecs   []func() []float32
 		tokens int64
 		empty  bool
 	)
-	add := func(key string, n int64) {
-		h := newHasher()
-		h.add(c.d.Model)
-		h.add(key)
-		seeds = append(seeds, h.sum())
-		tokens += n
-	}
 	onText := func(s string) {
+		// Text embeds as a bag of words (semantic.go): paraphrases close,
+		// unrelated texts far.
 		empty = empty || s == ""
-		add(s, textTokens(len(s)))
+		vecs = append(vecs, func() []float32 { return textVector(c.d.Model, s, dims) })
+		tokens += textTokens(len(s))
 	}
 	onTokens := func(t []int64) {
 		empty = empty || len(t) == 0
-		add(fmt.Sprint(t), int64(len(t)))
+		h := newHasher()
+		h.add(c.d.Model)
+		h.add(fmt.Sprint(t))
+		seed := h.sum()
+		vecs = append(vecs, func() []float32 { return vector(seed, dims) })
+		tokens += int64(len(t))
 	}
 	n, err := parseTextInput(req.Input, onText, onTokens)
 	switch {
@@ -93,10 +95,10 @@ func (c *call) embeddings() error {
 	if err := sleep(c.ctx, c.d.Latency.EmbeddingLatency.D()); err != nil {
 		return err
 	}
-	out := embeddingList{Object: "list", Model: c.d.Model, Data: make([]embeddingItem, len(seeds))}
+	out := embeddingList{Object: "list", Model: c.d.Model, Data: make([]embeddingItem, len(vecs))}
 	out.Usage.PromptTokens, out.Usage.TotalTokens = tokens, tokens
-	for i, seed := range seeds {
-		v := vector(seed, dims)
+	for i, mk := range vecs {
+		v := mk()
 		item := embeddingItem{Object: "embedding", Index: i, Embedding: v}
 		if req.EncodingFormat == "base64" {
 			item.Embedding = encodeVector(v)
