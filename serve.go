@@ -366,6 +366,7 @@ func build(ctx context.Context, c config.Config, log *slog.Logger, rt http.Round
 		}
 		deps.Cache = cache.New(c.Cache, ct, cv, log, nil)
 		pricing.WithCacheFraction(c.Cache.CostFraction)
+		deps.HitCost = pricing.HitCostOf
 		a.closers = append(a.closers, deps.Cache.Close)
 	}
 	if exact {

@@ -20,12 +20,13 @@ import (
 // cacheLookup asks the response cache about a call (after quota admission:
 // a hit counts as a request but spends no tokens). On a hit it serves the
 // answer, settles the ticket at zero tokens, records the hit and returns
-// served. Otherwise the lookup (nil when the model is not cached) wraps
+// served. An audited call (aud) that hits is recorded with the bytes served.
+// Otherwise the lookup (nil when the model is not cached) wraps
 // the writer the proxy writes to and stores the answer (cacheStore).
 func (g *gateway) cacheLookup(c echo.Context, p auth.Principal, req openai.Request, body []byte, ticket *quota.Ticket,
-	start time.Time, tr telemetry.Trace) (lk *cache.Lookup, served bool, err error) {
+	start time.Time, tr telemetry.Trace, aud *auditCall) (lk *cache.Lookup, served bool) {
 	if g.Cache == nil {
-		return nil, false, nil
+		return nil, false
 	}
 	r := c.Request()
 	lk = g.Cache.Lookup(r.Context(), cache.Call{Req: req, Body: body, Header: r.Header, Team: p.Team, KeyID: p.KeyID},
@@ -34,10 +35,14 @@ func (g *gateway) cacheLookup(c echo.Context, p auth.Principal, req openai.Reque
 		if lk != nil && lk.Status == cache.Bypass {
 			lk.SetHeaders(c.Response().Header())
 		}
-		return lk, false, nil
+		return lk, false
 	}
 	werr := lk.Serve(c.Response())
 	ticket.SettleUsage(usage.Usage{Reported: true}) // one request; no tokens
+	// The share of the original cost a hit is charged counts against cost budgets.
+	if g.HitCost != nil {
+		ticket.AddCost(g.HitCost(req.Model, lk.Entry.Backend, lk.Entry.Deployment, lk.Entry.Usage))
+	}
 	e := Event{Time: start.UTC(), RequestID: requestIDOf(c), KeyID: p.KeyID, Team: p.Team, App: p.App, Model: req.Model,
 		Op: string(req.Op), Stream: req.Stream, Status: http.StatusOK, Latency: time.Since(start), Complete: werr == nil,
 		Class: "interactive", TraceID: tr.TraceID, Cache: lk.Kind, Saved: lk.Entry.Usage,
@@ -45,13 +50,17 @@ func (g *gateway) cacheLookup(c echo.Context, p auth.Principal, req openai.Reque
 	if werr != nil {
 		e.Status = 499
 	}
+	if aud != nil { // an audited team's hit is recorded like a forwarded call: what was asked, what was served
+		aud.cache = lk.Kind
+		g.auditDone(c, aud, p, proxy.Call{Req: req, RequestID: e.RequestID}, req.Op, body, proxy.Result{Status: e.Status})
+	}
 	if g.Telemetry != nil {
 		setProps(c, map[string]string{"cache": lk.Kind})
 	}
 	if g.Usage != nil {
 		g.Usage.Record(r.Context(), e)
 	}
-	return lk, true, nil
+	return lk, true
 }
 
 // cacheStore stores a miss's answer (see cache.Lookup.Store).

@@ -117,9 +117,12 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 			return g.submit(c, p, req, body, tr)
 		}
 
-		lk, served, err := g.cacheLookup(c, p, req, body, ticket, start, tr) // response cache (docs/caching.md)
-		if served || err != nil {
-			return err
+		// The audit trail (issue #19; nil unless opted in) also records
+		// answers the response cache (docs/caching.md) serves.
+		aud := g.auditStart(c, p.Team, req.Model)
+		lk, served := g.cacheLookup(c, p, req, body, ticket, start, tr, aud)
+		if served {
+			return nil
 		}
 		call := proxy.Call{Req: req, Body: body, RawQuery: r.URL.RawQuery, RequestID: requestIDOf(c),
 			Caller: p.KeyID, Regions: p.Scope.Regions, Trace: tr}
@@ -131,7 +134,6 @@ func (g *gateway) inference(opPath string, style openai.Style) echo.HandlerFunc 
 			}
 			call.StripUsageChunk = true
 		}
-		aud := g.auditStart(c, p.Team, req.Model) // audit trail (issue #19): nil unless opted in
 		res := g.Proxy.Forward(lk.Capture(c.Response()), r, m, call)
 		g.auditDone(c, aud, p, call, op, body, res)
 		cacheStore(lk, res)

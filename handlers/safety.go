@@ -90,6 +90,7 @@ type auditSink interface {
 type auditCall struct {
 	capture *audit.Capture
 	start   time.Time
+	cache   string // "exact" or "semantic" when the response cache answered
 }
 
 // auditStart begins recording the call when its team or model opts in: it
@@ -116,7 +117,7 @@ func (g *gateway) auditDone(c echo.Context, a *auditCall, p auth.Principal, call
 	resp, truncated := a.capture.Bytes()
 	r := audit.Record{Time: a.start.UTC(), RequestID: call.RequestID, KeyID: p.KeyID, Team: p.Team, App: p.App,
 		Model: call.Req.Model, Op: string(op), Backend: res.Backend, Deployment: res.Deployment, Region: res.Region,
-		Stream: call.Req.Stream, Status: res.Status, ResponseTruncated: truncated}
+		Stream: call.Req.Stream, Status: res.Status, ResponseTruncated: truncated, Cache: a.cache}
 	if res.Usage.Reported {
 		r.Usage = &audit.Usage{PromptTokens: res.Usage.PromptTokens, CompletionTokens: res.Usage.CompletionTokens,
 			TotalTokens: res.Usage.TotalTokens}

@@ -141,6 +141,9 @@ type Deps struct {
 	// Cost prices an interactive call's usage, exactly, with its currency:
 	// for telemetry and the monthly cost budgets (nil = none).
 	Cost func(model, backend, deployment string, u usage.Usage) (money.Nanos, string)
+	// HitCost prices a response-cache hit of an answer that cost u (the
+	// configured share of it; 0 when hits are free); nil: hits cost nothing.
+	HitCost func(model, backend, deployment string, u usage.Usage) (money.Nanos, string)
 	// UsageReports serves /admin/usage and its page: admins read every
 	// team's usage, other callers their own team's.
 	UsageReports usageReporter

@@ -316,3 +316,60 @@ func TestCacheSemanticPairs(t *testing.T) {
 		t.Errorf("embedding calls at the simulator: %d, want 200", n)
 	}
 }
+
+// TestCacheHitAudited: a team that is audited has its cache hits in the
+// audit trail too, marked with the cache kind and holding the bytes the
+// client was served; the miss before it is an ordinary record.
+func TestCacheHitAudited(t *testing.T) {
+	s := startStack(t, stackOptions{extraTop: cacheTop + "audit:\n  teams: [research]\n  flushInterval: 200ms\n"})
+	ctx := context.Background()
+	body := `{"model":"o4-mini","messages":[{"role":"user","content":"Is a cached answer audited?"}]}`
+	var ids [2]string
+	var served [2][]byte
+	for i := range ids {
+		resp := post(t, ctx, s.URL+"/openai/v1/chat/completions", s.Key, body, nil)
+		served[i], _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ids[i] = resp.Header.Get("X-Request-Id")
+		if resp.StatusCode != http.StatusOK || ids[i] == "" {
+			t.Fatalf("call %d: %d %s (request id %q)", i, resp.StatusCode, served[i], ids[i])
+		}
+		if want := []string{"miss", "hit"}[i]; resp.Header.Get("X-Gateway-Cache") != want {
+			t.Fatalf("call %d: x-gateway-cache %q, want %s", i, resp.Header.Get("X-Gateway-Cache"), want)
+		}
+	}
+	for i, id := range ids {
+		var rec struct {
+			Status   int    `json:"status"`
+			Cache    string `json:"cache"`
+			Request  string `json:"request"`
+			Response string `json:"response"`
+		}
+		var status int
+		for range 100 { // records are appended within flushInterval
+			req, _ := http.NewRequest(http.MethodGet, s.URL+"/gateway/admin/audit/"+id, nil)
+			req.Header.Set("api-key", s.Key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if status = resp.StatusCode; status == http.StatusOK {
+				if err := json.Unmarshal(b, &rec); err != nil {
+					t.Fatalf("audit record %s: %v: %s", id, err, b)
+				}
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if status != http.StatusOK {
+			t.Fatalf("audit record of call %d (%s): status %d", i, id, status)
+		}
+		if want := []string{"", "exact"}[i]; rec.Cache != want || rec.Status != http.StatusOK ||
+			rec.Request != body || rec.Response != string(served[i]) {
+			t.Errorf("audit record of call %d: cache %q status %d request %q response %q; want cache %q and the bytes served %q",
+				i, rec.Cache, rec.Status, rec.Request, rec.Response, want, served[i])
+		}
+	}
+}

@@ -25,6 +25,9 @@ type Record struct {
 	Region     string    `json:"region,omitempty"`
 	Stream     bool      `json:"stream"`
 	Status     int       `json:"status"`
+	// Cache is "exact" or "semantic" when the gateway's response cache
+	// answered the call (no backend saw it; Response is what it served).
+	Cache string `json:"cache,omitempty"`
 	// Usage is what the backend reported (nil when it reported none).
 	Usage *Usage `json:"usage,omitempty"`
 

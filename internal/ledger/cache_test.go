@@ -28,6 +28,10 @@ func TestCacheHitEvent(t *testing.T) {
 		if e.Cost.String() != tt.cost || e.SavedCost.String() != tt.savedCost || e.SavedTokens != 1_500_000 || e.Currency != "USD" {
 			t.Errorf("fraction %v: cost %s saved %s (%d tokens), want %s and %s", tt.fraction, e.Cost, e.SavedCost, e.SavedTokens, tt.cost, tt.savedCost)
 		}
+		// What the quota charges a hit against cost budgets is what its row costs.
+		if c, cur := p.HitCostOf("gpt", "", "", saved); c != e.Cost || (tt.fraction > 0 && cur != "USD") {
+			t.Errorf("fraction %v: HitCostOf %s %s, want the row's %s", tt.fraction, c, cur, e.Cost)
+		}
 		if back := eventFrom(e.entity()); back != e {
 			t.Errorf("round trip: got %+v, want %+v", back, e)
 		}

@@ -238,3 +238,14 @@ func (p *Pricing) CostOf(model, backend, deployment string, class Class, u usage
 	}
 	return Cost(pr, Tokens{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens}, d), pr.Currency
 }
+
+// HitCostOf is what a cache hit is charged: the configured fraction
+// (cache.costFraction) of what the original call u cost, priced as the
+// ledger prices the hit's row, so cost budgets and the ledger agree.
+func (p *Pricing) HitCostOf(model, backend, deployment string, u usage.Usage) (money.Nanos, string) {
+	pr, ok := p.price(model, backend, deployment)
+	if !ok || p.cacheFraction <= 0 {
+		return 0, ""
+	}
+	return Cost(pr, Tokens{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens}, 1-p.cacheFraction), pr.Currency
+}
