@@ -8,7 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/foundry-gateway/gateway/internal/spoolfile"
 )
 
 // spool is an append-only file of blocks (JSON lines: blob, position and
@@ -18,42 +19,13 @@ type spool struct{ path string }
 
 // append writes bs and fsyncs before returning.
 func (s spool) append(bs []block) error {
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+	if err := spoolfile.Append(s.path, bs); err != nil {
 		return fmt.Errorf("audit spool: %w", err)
-	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("audit spool: %w", err)
-	}
-	bw := bufio.NewWriterSize(f, 256<<10)
-	enc := json.NewEncoder(bw)
-	for _, b := range bs {
-		if err = enc.Encode(b); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("audit spool %s: %w", s.path, err)
 	}
 	return nil
 }
 
-func (s spool) size() int64 {
-	fi, err := os.Stat(s.path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
+func (s spool) size() int64 { return spoolfile.Size(s.path) }
 
 // replay passes every block from byte offset from on to write, in order,
 // and empties the file when all were written (next is then 0). On an

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/foundry-gateway/gateway/internal/money"
+	"github.com/foundry-gateway/gateway/internal/spoolfile"
 )
 
 // spoolLine is one spool line: the event, and its exact cost (the JSON
@@ -27,47 +27,19 @@ type spool struct{ path string }
 // append writes evs and fsyncs before returning, so a spooled event
 // survives a crash of the process or the machine.
 func (s spool) append(evs []Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	bw := bufio.NewWriterSize(f, 64<<10)
-	enc := json.NewEncoder(bw)
-	for _, e := range evs {
+	lines := make([]spoolLine, len(evs))
+	for i, e := range evs {
 		n := int64(e.Cost)
-		if err = enc.Encode(spoolLine{Event: e, CostNanos: &n}); err != nil {
-			break
-		}
+		lines[i] = spoolLine{Event: e, CostNanos: &n}
 	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("spool %s: %w", s.path, err)
+	if err := spoolfile.Append(s.path, lines); err != nil {
+		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
 }
 
 // size is the spool's length in bytes (0 when it does not exist).
-func (s spool) size() int64 {
-	fi, err := os.Stat(s.path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
+func (s spool) size() int64 { return spoolfile.Size(s.path) }
 
 // replay reads the spool in chunks of n events and passes each to write.
 // When every chunk was written it empties the file. A line that does not
