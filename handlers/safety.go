@@ -16,6 +16,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/proxy"
 	"github.com/foundry-gateway/gateway/internal/safety"
+	"github.com/foundry-gateway/gateway/internal/tee"
 	"github.com/foundry-gateway/gateway/internal/telemetry"
 )
 
@@ -88,7 +89,7 @@ type auditSink interface {
 
 // auditCall is one call being recorded.
 type auditCall struct {
-	capture *audit.Capture
+	capture *tee.Writer
 	start   time.Time
 	cache   string // "exact" or "semantic" when the response cache answered
 }
@@ -103,7 +104,7 @@ func (g *gateway) auditStart(c echo.Context, team, model string) *auditCall {
 	if limit <= 0 {
 		limit = 16 << 20
 	}
-	cp := audit.NewCapture(c.Response().Writer, limit)
+	cp := tee.New(c.Response().Writer, limit)
 	c.Response().Writer = cp
 	return &auditCall{capture: cp, start: time.Now()}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/config"
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/store"
+	"github.com/foundry-gateway/gateway/internal/tee"
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
@@ -141,7 +142,7 @@ type Lookup struct {
 	ttl     time.Duration
 	store   bool
 	vector  *indexed
-	cap     *capture
+	cap     *tee.Writer
 }
 
 // Lookup looks c up. It returns nil when the model is not cached for the
@@ -331,7 +332,8 @@ func (l *Lookup) Capture(w http.ResponseWriter) http.ResponseWriter {
 		return w
 	}
 	l.SetHeaders(w.Header())
-	l.cap = &capture{ResponseWriter: w, max: l.c.cfg.MaxEntryBytes}
+	// A stream is larger than the answer assembled from it: allow it 4×.
+	l.cap = tee.New(w, 4*l.c.cfg.MaxEntryBytes)
 	return l.cap
 }
 
@@ -347,11 +349,13 @@ type Result struct {
 // usage within the size limit. The entry is in this instance's memory and
 // index at once; the table writes happen in the background.
 func (l *Lookup) Store(res Result) {
-	if l == nil || l.cap == nil || l.cap.over || res.Status != http.StatusOK || l.cap.status != http.StatusOK ||
-		!res.Complete || !res.Usage.Reported {
+	if l == nil || l.cap == nil || res.Status != http.StatusOK || !res.Complete || !res.Usage.Reported {
 		return
 	}
-	body := l.cap.buf.Bytes()
+	body, truncated := l.cap.Bytes()
+	if truncated {
+		return
+	}
 	if isSSE(l.cap.Header().Get("Content-Type")) {
 		b, err := assemble(l.op, body, res.Usage)
 		if err != nil {
@@ -422,41 +426,3 @@ func (c *Cache) Close(ctx context.Context) error {
 func isSSE(ct string) bool {
 	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "text/event-stream")
 }
-
-// capture copies what is written to the client, up to max bytes.
-type capture struct {
-	http.ResponseWriter
-	buf    bytes.Buffer
-	max    int
-	over   bool
-	status int
-}
-
-func (c *capture) WriteHeader(code int) {
-	if c.status == 0 {
-		c.status = code
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *capture) Write(b []byte) (int, error) {
-	if c.status == 0 {
-		c.status = http.StatusOK
-	}
-	// A stream is larger than the answer assembled from it: allow it 4×.
-	if !c.over && c.buf.Len()+len(b) <= 4*c.max {
-		c.buf.Write(b)
-	} else {
-		c.over = true
-	}
-	return c.ResponseWriter.Write(b)
-}
-
-// Flush and Unwrap keep http.ResponseController working through the wrapper.
-func (c *capture) Flush() {
-	if f, ok := c.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (c *capture) Unwrap() http.ResponseWriter { return c.ResponseWriter }
