@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -98,6 +99,12 @@ var (
 func Parse(op Op, style Style, pathModel, apiVersion string, body []byte) (Request, error) {
 	if !gjson.ValidBytes(body) {
 		return Request{}, fmt.Errorf("%w: the body is not valid JSON", ErrMalformed)
+	}
+	// JSON text is UTF-8 (RFC 8259 §8.1). gjson passes invalid bytes through
+	// while a backend's decoder turns them into U+FFFD, so the gateway would
+	// check one model (or response id) and the backend read another.
+	if !utf8.Valid(body) {
+		return Request{}, fmt.Errorf("%w: the body is not valid UTF-8", ErrMalformed)
 	}
 	// gjson reads the first of two equal keys, the backend the last: a
 	// repeated key would let `{"max_tokens":5,"max_tokens":500}` pass the
