@@ -23,6 +23,7 @@ import (
 	"github.com/foundry-gateway/gateway/internal/openai"
 	"github.com/foundry-gateway/gateway/internal/route"
 	"github.com/foundry-gateway/gateway/internal/telemetry"
+	"github.com/foundry-gateway/gateway/internal/upstream"
 	"github.com/foundry-gateway/gateway/internal/usage"
 )
 
@@ -102,8 +103,8 @@ func New(rt http.RoundTripper, log *slog.Logger, opt Options) *Proxy {
 // keep-alive connections, no transparent compression (we read the bytes we
 // forward), and no overall client timeout (streams may be long; deadlines
 // are per attempt and per idle chunk instead).
-func NewTransport() *http.Transport {
-	return &http.Transport{
+func NewTransport() http.RoundTripper {
+	std := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
@@ -113,6 +114,9 @@ func NewTransport() *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}
+	t := upstream.New(std)
+	t.Proxy = http.ProxyFromEnvironment
+	return t
 }
 
 // Call is one client call, already authenticated and parsed.
