@@ -708,7 +708,11 @@ func (p *Proxy) respond(w http.ResponseWriter, resp *http.Response, cancel conte
 			break
 		}
 	}
-	if sse && res.Complete {
+	if res.Complete {
+		// Send the answer now: what the caller does next (settling quota,
+		// the log line, the ledger, telemetry) need not delay the client,
+		// which would otherwise get the last bytes only when the handler
+		// returns (issue 17).
 		_ = rc.Flush()
 	}
 	finish()
