@@ -617,7 +617,11 @@ func cmdServe(ctx context.Context, e env, args []string) error {
 	if gatewayUp(ctx, base) {
 		return fmt.Errorf("a gateway is already running on %s (stop it first)", base)
 	}
-	a, err := build(ctx, c, log, proxy.NewTransport())
+	rt := proxy.NewTransport()
+	if c.Proxy.BackendHTTP2 {
+		rt = proxy.NewHTTP2Transport()
+	}
+	a, err := build(ctx, c, log, rt)
 	if err != nil {
 		if errors.Is(err, embedded.ErrLocked) {
 			return fmt.Errorf("another gateway is already running on the embedded store %s: %w", c.Store.Path, err)

@@ -351,6 +351,11 @@ type ProxyConfig struct {
 	RetryBackoff Duration `yaml:"retryBackoff" json:"retryBackoff"`
 	// ExposeBackend adds x-gateway-backend / x-gateway-deployment response headers. Default false.
 	ExposeBackend bool `yaml:"exposeBackend" json:"exposeBackend"`
+	// BackendHTTP2 sends backend calls through net/http's Transport, which
+	// speaks HTTP/2 to HTTPS backends, instead of the gateway's HTTP/1.1
+	// client (internal/upstream), which costs less CPU and latency per
+	// call but opens a connection per concurrent call. Default false.
+	BackendHTTP2 bool `yaml:"backendHTTP2" json:"backendHTTP2"`
 }
 
 // AuthConfig tunes client authentication.

@@ -99,12 +99,24 @@ func New(rt http.RoundTripper, log *slog.Logger, opt Options) *Proxy {
 	return p
 }
 
-// NewTransport returns the transport the gateway uses for backends: pooled
-// keep-alive connections, no transparent compression (we read the bytes we
-// forward), and no overall client timeout (streams may be long; deadlines
-// are per attempt and per idle chunk instead).
+// NewTransport returns the transport the gateway uses for backends: an
+// HTTP/1.1 client that writes and reads on the caller's goroutine
+// (internal/upstream), with pooled keep-alive connections, no transparent
+// compression (we read the bytes we forward), and no overall client timeout
+// (streams may be long; deadlines are per attempt and per idle chunk
+// instead). What it does not handle itself (an HTTP proxy from the
+// environment, bodies of unknown length) goes to NewHTTP2Transport's.
 func NewTransport() http.RoundTripper {
-	std := &http.Transport{
+	t := upstream.New(NewHTTP2Transport())
+	t.Proxy = http.ProxyFromEnvironment
+	return t
+}
+
+// NewHTTP2Transport returns net/http's Transport as the gateway tunes it:
+// HTTP/2 to HTTPS backends that offer it (proxy.backendHTTP2), pooled
+// keep-alive connections, no transparent compression, no overall timeout.
+func NewHTTP2Transport() *http.Transport {
+	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
@@ -114,9 +126,6 @@ func NewTransport() http.RoundTripper {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}
-	t := upstream.New(std)
-	t.Proxy = http.ProxyFromEnvironment
-	return t
 }
 
 // Call is one client call, already authenticated and parsed.

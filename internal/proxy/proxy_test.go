@@ -51,6 +51,13 @@ func status(code int, body string, hits *atomic.Int32) *httptest.Server {
 	}))
 }
 
+// transports are the two backend clients (proxy.backendHTTP2 picks one):
+// the gateway's HTTP/1.1 client and net/http's Transport.
+var transports = map[string]func() http.RoundTripper{
+	"upstream": NewTransport,
+	"http2":    func() http.RoundTripper { return NewHTTP2Transport() },
+}
+
 const okBody = `{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":6,"total_tokens":10}}`
 
 func forward(t *testing.T, p *Proxy, m *route.Model, c Call) (*httptest.ResponseRecorder, Result) {
@@ -93,17 +100,19 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 		// The last target is retried (after a backoff) while attempts remain.
 		{"all dead", []string{dead, dead}, 3, 502, "backend_unreachable", 3, 0},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := New(NewTransport(), slog.New(slog.DiscardHandler), Options{MaxAttempts: tt.attempts})
-			rec, res := forward(t, p, model(tt.urls...), Call{})
-			if rec.Code != tt.wantStatus || !strings.Contains(rec.Body.String(), tt.wantBody) {
-				t.Fatalf("got %d %s, want %d containing %q", rec.Code, rec.Body, tt.wantStatus, tt.wantBody)
-			}
-			if res.Attempts != tt.wantTries || res.Usage.TotalTokens != tt.wantUsage {
-				t.Errorf("attempts %d usage %d, want %d and %d", res.Attempts, res.Usage.TotalTokens, tt.wantTries, tt.wantUsage)
-			}
-		})
+	for tname, rt := range transports {
+		for _, tt := range tests {
+			t.Run(tname+"/"+tt.name, func(t *testing.T) {
+				p := New(rt(), slog.New(slog.DiscardHandler), Options{MaxAttempts: tt.attempts})
+				rec, res := forward(t, p, model(tt.urls...), Call{})
+				if rec.Code != tt.wantStatus || !strings.Contains(rec.Body.String(), tt.wantBody) {
+					t.Fatalf("got %d %s, want %d containing %q", rec.Code, rec.Body, tt.wantStatus, tt.wantBody)
+				}
+				if res.Attempts != tt.wantTries || res.Usage.TotalTokens != tt.wantUsage {
+					t.Errorf("attempts %d usage %d, want %d and %d", res.Attempts, res.Usage.TotalTokens, tt.wantTries, tt.wantUsage)
+				}
+			})
+		}
 	}
 	if h429.Load() == 0 || hLast.Load() == 0 {
 		t.Error("fakes not hit")
@@ -120,10 +129,12 @@ func TestHeaderTimeoutIs504(t *testing.T) {
 	defer block.Close()
 	m := model(block.URL)
 	m.Targets[0].Backend.Timeout = 100 * time.Millisecond
-	p := New(NewTransport(), slog.New(slog.DiscardHandler), Options{})
-	rec, _ := forward(t, p, m, Call{})
-	if rec.Code != 504 || !strings.Contains(rec.Body.String(), "backend_timeout") {
-		t.Errorf("got %d %s", rec.Code, rec.Body)
+	for tname, rt := range transports {
+		p := New(rt(), slog.New(slog.DiscardHandler), Options{})
+		rec, _ := forward(t, p, m, Call{})
+		if rec.Code != 504 || !strings.Contains(rec.Body.String(), "backend_timeout") {
+			t.Errorf("%s: got %d %s", tname, rec.Code, rec.Body)
+		}
 	}
 }
 
