@@ -55,8 +55,11 @@ type Meter struct {
 }
 
 // DefaultReleaseBytes is the release budget of the gateway's stores: the
-// map adds about this much to RSS at most between two releases.
-const DefaultReleaseBytes = 16 << 20
+// map adds about this much to RSS at most between two releases. It was 16
+// MiB; with the ledger's rows appended (time-ordered ids) a release costs
+// little, and 8 MiB lowered the peaks of TestGatewayLedgerRSS by 3-13 MiB
+// (issue 17; docs/usage-and-finance.md).
+const DefaultReleaseBytes = 8 << 20
 
 // NewMeter returns a Meter with budget bytes (<= 0: DefaultReleaseBytes).
 func NewMeter(budget int64) *Meter {
