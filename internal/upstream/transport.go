@@ -1,20 +1,3 @@
-// Package upstream is the gateway's HTTP/1.1 client for model backends: an
-// http.RoundTripper that writes the request and reads the response on the
-// caller's goroutine.
-//
-// net/http's Transport gives every pooled connection two goroutines (a
-// reader and a writer) and hands each request and response between them and
-// the caller over channels: three goroutine wake-ups per call, each of which
-// may wake an idle OS thread. On a small VM those wake-ups were a fifth of
-// the gateway's CPU at one connection (issue 17). Here the caller writes the
-// request, reads the response headers and, through the returned body, the
-// response, so a call costs the system calls and nothing else.
-//
-// What it does not do it hands to Fallback (a net/http Transport): requests
-// through an HTTP proxy (HTTP_PROXY/HTTPS_PROXY), bodies of unknown length,
-// Expect: 100-continue, protocol upgrades, and schemes other than http and
-// https. Backends are spoken to over HTTP/1.1 with keep-alive (TLS ALPN
-// offers only http/1.1), as nginx speaks to its upstreams.
 package upstream
 
 import (
