@@ -54,7 +54,6 @@ func TestNoDescriptorLeak(t *testing.T) {
 	tr, _ := newTransport()
 	call(t, tr, "GET", s.URL()+"/warm", "")
 	tr.CloseIdleConnections()
-	eventually(t, "the warm-up connection closed", func() bool { return s.got.Load() == 3 })
 	time.Sleep(20 * time.Millisecond) // the server's side of it closes
 	base := openFDs(t)
 	do := func(ctx context.Context, path string, read func(io.Reader)) {
