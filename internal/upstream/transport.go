@@ -349,7 +349,7 @@ func (t *Transport) get(ctx context.Context, key string, u *url.URL, fresh bool)
 			list[len(list)-1] = nil
 			t.idle[key] = list[:len(list)-1]
 			t.mu.Unlock()
-			if !t.expired(c, now) && c.br.Buffered() == 0 && alive(c.raw) {
+			if !t.expired(c, now) && c.br.Buffered() == 0 && alive(c.raw) && !tlsBuffered(c) {
 				return c, nil
 			}
 			_ = c.nc.Close()
@@ -384,6 +384,30 @@ func isAlive(nc net.Conn) bool {
 	})
 	return err == nil && ok
 }
+
+// tlsBuffered reports whether a TLS connection holds decrypted bytes no
+// one asked for (sent after an answer, in the same record), which the
+// liveness check on the socket cannot see: a read with its deadline passed
+// returns them, or fails at once without a system call and without
+// harming the connection (a timeout is not sticky in crypto/tls).
+func tlsBuffered(c *conn) bool {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return false
+	}
+	if tc.SetReadDeadline(longAgo) != nil {
+		return true
+	}
+	var b [1]byte
+	n, err := tc.Read(b[:])
+	if tc.SetReadDeadline(time.Time{}) != nil {
+		return true
+	}
+	var ne net.Error
+	return n > 0 || !errors.As(err, &ne) || !ne.Timeout()
+}
+
+var longAgo = time.Unix(1, 0)
 
 func (t *Transport) dial(ctx context.Context, key string, u *url.URL) (*conn, error) {
 	addr := canonicalAddr(u)
