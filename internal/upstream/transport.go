@@ -71,8 +71,8 @@ type Transport struct {
 	alive func(net.Conn) bool
 
 	mu    sync.Mutex
-	idle  map[string][]*conn // per scheme://host:port, most recent last
-	sweep *time.Timer        // armed while connections are idle (IdleTimeout > 0)
+	idle  map[poolKey][]*conn // most recent last
+	sweep *time.Timer         // armed while connections are idle (IdleTimeout > 0)
 }
 
 // New returns a Transport with the gateway's defaults: 10 s connect and TLS
@@ -86,7 +86,7 @@ func New(fallback http.RoundTripper) *Transport {
 // conn is one backend connection. It is the reader under br (bounding the
 // response headers) and the writer under bw (counting what the kernel took).
 type conn struct {
-	key   string
+	key   poolKey
 	nc    net.Conn // what is read and written (TLS or TCP)
 	raw   net.Conn // the TCP connection under it
 	br    *bufio.Reader
@@ -144,7 +144,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	key := req.URL.Scheme + "://" + canonicalAddr(req.URL)
+	key := poolKey{tls: req.URL.Scheme == "https", addr: req.URL.Host}
+	if req.URL.Port() == "" {
+		key.addr = canonicalAddr(req.URL)
+	}
 	for try := 0; ; try++ {
 		c, err := t.get(ctx, key, req.URL, try > 0)
 		if err != nil {
@@ -318,6 +321,13 @@ func trim(s string) string {
 	return s
 }
 
+// poolKey is a pool: the scheme and host:port (as in the URL when it names
+// the port, so that building the key costs nothing).
+type poolKey struct {
+	tls  bool
+	addr string
+}
+
 func canonicalAddr(u *url.URL) string {
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
@@ -331,7 +341,7 @@ func canonicalAddr(u *url.URL) string {
 
 // get returns an idle connection to key that is still open, or (always
 // when fresh) a new one.
-func (t *Transport) get(ctx context.Context, key string, u *url.URL, fresh bool) (*conn, error) {
+func (t *Transport) get(ctx context.Context, key poolKey, u *url.URL, fresh bool) (*conn, error) {
 	if !fresh {
 		alive := t.alive
 		if alive == nil {
@@ -409,7 +419,7 @@ func tlsBuffered(c *conn) bool {
 
 var longAgo = time.Unix(1, 0)
 
-func (t *Transport) dial(ctx context.Context, key string, u *url.URL) (*conn, error) {
+func (t *Transport) dial(ctx context.Context, key poolKey, u *url.URL) (*conn, error) {
 	addr := canonicalAddr(u)
 	dctx := ctx
 	if t.DialTimeout > 0 {
@@ -464,7 +474,7 @@ func (t *Transport) put(c *conn) {
 	}
 	t.mu.Lock()
 	if t.idle == nil {
-		t.idle = map[string][]*conn{}
+		t.idle = map[poolKey][]*conn{}
 	}
 	list := t.idle[c.key]
 	// Close those idle too long (oldest first) and those over the cap.
