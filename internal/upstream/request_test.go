@@ -311,6 +311,9 @@ func TestRetryOnlyWhenNothingSent(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if resp.Request != req {
+					t.Error("resp.Request is not the caller's request")
+				}
 				resp.Body.Close()
 			} else if err == nil {
 				t.Fatal("no error")

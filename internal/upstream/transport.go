@@ -148,6 +148,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Port() == "" {
 		key.addr = canonicalAddr(req.URL)
 	}
+	orig := req
 	for try := 0; ; try++ {
 		c, err := t.get(ctx, key, req.URL, try > 0)
 		if err != nil {
@@ -157,6 +158,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.exchange(ctx, c, req, &h)
 		closeBody(req) // written (or failed): RoundTrip closes it, as net/http's does
 		if err == nil {
+			resp.Request = orig // not the copy a second try made
 			return resp, nil
 		}
 		// Again, once, on a new connection, only when the reused
