@@ -402,3 +402,53 @@ func TestResponseHeaderLimit(t *testing.T) {
 		t.Fatalf("within the limit: %v", err)
 	}
 }
+
+// A backend that answers and closes without reading a large body: the
+// write fails, but the answer is what the caller gets, as from net/http.
+// One that closes without answering gives the write's error.
+func TestEarlyAnswer(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer string
+		status int
+	}{
+		{"413 before the body is read", "HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig!", 413},
+		{"401 without Connection: close", "HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nbig!", 401},
+		{"no answer", "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newRawServer(t, func(s *rawServer, c net.Conn, br *bufio.Reader) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, tt.answer)
+				time.Sleep(30 * time.Millisecond) // then close with the body unread: a reset
+			})
+			std := tuned()
+			defer std.CloseIdleConnections()
+			tr, _ := newTransport()
+			for _, rt := range []http.RoundTripper{tr, std} {
+				req, _ := http.NewRequest("POST", s.URL(), strings.NewReader(strings.Repeat("x", 8<<20)))
+				resp, err := rt.RoundTrip(req)
+				if tt.status == 0 {
+					if err == nil {
+						t.Fatalf("%T: no error", rt)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%T: %v", rt, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.status || string(b) != "big!" || err != nil {
+					t.Errorf("%T: %d %q %v", rt, resp.StatusCode, b, err)
+				}
+			}
+			if tr.idleCount() != 0 {
+				t.Error("pooled a connection whose request was never fully sent")
+			}
+		})
+	}
+}

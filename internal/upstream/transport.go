@@ -570,46 +570,37 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, h 
 		return nil, e
 	}
 	writeHead(c.bw, req.Header, h)
+	var werr error
 	if req.Body != nil && req.Body != http.NoBody {
-		if err := c.writeBody(req.Body, req.ContentLength); err != nil {
-			return fail(err)
-		}
+		werr = c.writeBody(req.Body, req.ContentLength)
 	}
-	if err := c.bw.Flush(); err != nil {
+	if werr == nil {
+		werr = c.bw.Flush()
+	}
+	var early bool
+	if werr != nil {
+		// A backend may answer (413, 401) and close without reading a
+		// large body; the write then fails, but its answer may be in
+		// hand already, which is what the caller should get (net/http's
+		// Transport, reading all along, returns it too).
+		if c.written == 0 || c.werr == nil || ctx.Err() != nil || c.nc.SetReadDeadline(time.Now().Add(earlyWait)) != nil {
+			return fail(werr)
+		}
+		early = true
+	}
+	resp, err := t.readHead(c, req)
+	if early {
+		if err != nil || c.nc.SetReadDeadline(time.Time{}) != nil {
+			return fail(werr)
+		}
+	} else if err != nil {
+		// Not retried: the backend may have read the request (as
+		// net/http's Transport, which sends a POST again only when
+		// nothing was written).
 		return fail(err)
 	}
-	maxHead := t.MaxResponseHeaderBytes
-	if maxHead <= 0 {
-		maxHead = DefaultMaxResponseHeaderBytes
-	}
-	c.limit = maxHead
-	var resp *http.Response
-	for n1xx := 0; ; n1xx++ {
-		var err error
-		resp, err = http.ReadResponse(c.br, req)
-		if err != nil {
-			if err == io.ErrUnexpectedEOF && c.limit == maxHead && c.br.Buffered() == 0 {
-				err = io.EOF // closed without a byte of answer: net/http's error too
-			}
-			// Not retried: the backend may have read the request (as
-			// net/http's Transport, which sends a POST again only when
-			// nothing was written).
-			return fail(err)
-		}
-		if resp.StatusCode >= 200 {
-			break
-		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return fail(errors.New("upstream: unexpected 101 Switching Protocols"))
-		}
-		if n1xx == max1xx {
-			return fail(errors.New("upstream: too many 1xx informational responses"))
-		}
-		// An informational answer (100, 103): the real one follows.
-	}
-	c.limit = -1
 	resp.TLS = c.tls
-	reuse := !resp.Close && !h.close
+	reuse := !resp.Close && !h.close && !early // early: the rest of the request was never sent
 	if resp.Body == http.NoBody || resp.Body == nil {
 		resp.Body = http.NoBody
 		if stop() && reuse && c.br.Buffered() == 0 {
@@ -621,6 +612,38 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, h 
 	}
 	resp.Body = &body{rc: resp.Body, c: c, t: t, stop: stop, ctx: ctx, reuse: reuse}
 	return resp, nil
+}
+
+// earlyWait bounds the wait for an answer after a failed request write.
+const earlyWait = 50 * time.Millisecond
+
+// readHead reads the response headers, past informational answers.
+func (t *Transport) readHead(c *conn, req *http.Request) (*http.Response, error) {
+	maxHead := t.MaxResponseHeaderBytes
+	if maxHead <= 0 {
+		maxHead = DefaultMaxResponseHeaderBytes
+	}
+	c.limit = maxHead
+	for n1xx := 0; ; n1xx++ {
+		resp, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			if err == io.ErrUnexpectedEOF && c.limit == maxHead && c.br.Buffered() == 0 {
+				err = io.EOF // closed without a byte of answer: net/http's error too
+			}
+			return nil, err
+		}
+		if resp.StatusCode >= 200 {
+			c.limit = -1
+			return resp, nil
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil, errors.New("upstream: unexpected 101 Switching Protocols")
+		}
+		if n1xx == max1xx {
+			return nil, errors.New("upstream: too many 1xx informational responses")
+		}
+		// An informational answer (100, 103): the real one follows.
+	}
 }
 
 // writeHead writes the request line and headers check validated.
