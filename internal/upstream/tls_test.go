@@ -42,9 +42,10 @@ func TestTLSBuffered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc := tls.Client(raw, &tls.Config{RootCAs: ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "example.com"})
+	sock := &tlsSocket{Conn: raw}
+	cc := tls.Client(sock, &tls.Config{RootCAs: ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "example.com"})
 	defer cc.Close()
-	c := &conn{nc: cc, raw: raw}
+	c := &conn{nc: cc, raw: raw, sock: sock}
 
 	if _, err := cc.Write([]byte("ping")); err != nil {
 		t.Fatal(err)

@@ -92,8 +92,9 @@ type conn struct {
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	tls   *tls.ConnectionState
-	since time.Time // idle since
-	used  bool      // served a request before (it may have been closed while idle)
+	sock  *tlsSocket // under nc when TLS
+	since time.Time  // idle since
+	used  bool       // served a request before (it may have been closed while idle)
 
 	written int64 // bytes of the current request the connection took
 	werr    error // the connection's write error, if any
@@ -399,27 +400,44 @@ func isAlive(nc net.Conn) bool {
 
 // tlsBuffered reports whether a TLS connection holds decrypted bytes no
 // one asked for (sent after an answer, in the same record), which the
-// liveness check on the socket cannot see: a read with its deadline passed
-// returns them, or fails at once without a system call and without
-// harming the connection (a timeout is not sticky in crypto/tls).
+// liveness check on the socket cannot see: a TLS read while the socket
+// under it answers "try later" at once returns them, or that temporary
+// error, which crypto/tls does not keep (the connection stays usable).
+// No system call, no deadline timer.
 func tlsBuffered(c *conn) bool {
 	tc, ok := c.nc.(*tls.Conn)
-	if !ok {
+	if !ok || c.sock == nil {
 		return false
 	}
-	if tc.SetReadDeadline(longAgo) != nil {
-		return true
-	}
 	var b [1]byte
+	c.sock.probing = true
 	n, err := tc.Read(b[:])
-	if tc.SetReadDeadline(time.Time{}) != nil {
-		return true
-	}
-	var ne net.Error
-	return n > 0 || !errors.As(err, &ne) || !ne.Timeout()
+	c.sock.probing = false
+	return n > 0 || err != errProbe
 }
 
-var longAgo = time.Unix(1, 0)
+// tlsSocket is the TCP connection under a TLS one, failing reads at once
+// while probing.
+type tlsSocket struct {
+	net.Conn
+	probing bool
+}
+
+func (s *tlsSocket) Read(p []byte) (int, error) {
+	if s.probing {
+		return 0, errProbe
+	}
+	return s.Conn.Read(p)
+}
+
+// probeError is temporary, so that crypto/tls does not make it sticky.
+type probeError struct{}
+
+func (probeError) Error() string   { return "upstream: probing a TLS connection" }
+func (probeError) Timeout() bool   { return true }
+func (probeError) Temporary() bool { return true }
+
+var errProbe error = probeError{}
 
 func (t *Transport) dial(ctx context.Context, key poolKey, u *url.URL) (*conn, error) {
 	addr := canonicalAddr(u)
@@ -444,7 +462,8 @@ func (t *Transport) dial(ctx context.Context, key poolKey, u *url.URL) (*conn, e
 			cfg.ServerName = u.Hostname()
 		}
 		cfg.NextProtos = []string{"http/1.1"}
-		tc := tls.Client(raw, cfg)
+		c.sock = &tlsSocket{Conn: raw}
+		tc := tls.Client(c.sock, cfg)
 		hctx := ctx
 		if t.TLSHandshakeTimeout > 0 {
 			var cancel context.CancelFunc
