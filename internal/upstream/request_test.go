@@ -293,7 +293,7 @@ func TestRetryOnlyWhenNothingSent(t *testing.T) {
 				}
 			})
 			tr, _ := newTransport()
-			tr.alive = func(net.Conn) bool { return true } // the backend closes after the check
+			tr.alive = func(*conn) bool { return true } // the backend closes after the check
 			call(t, tr, "POST", s.URL(), "first")
 			time.Sleep(20 * time.Millisecond) // the close reaches us
 			var body io.Reader = strings.NewReader("second")

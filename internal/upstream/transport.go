@@ -68,7 +68,7 @@ type Transport struct {
 	MaxResponseHeaderBytes int64
 
 	// alive replaces isAlive in tests.
-	alive func(net.Conn) bool
+	alive func(*conn) bool
 
 	mu    sync.Mutex
 	idle  map[poolKey][]*conn // most recent last
@@ -86,15 +86,19 @@ func New(fallback http.RoundTripper) *Transport {
 // conn is one backend connection. It is the reader under br (bounding the
 // response headers) and the writer under bw (counting what the kernel took).
 type conn struct {
-	key   poolKey
-	nc    net.Conn // what is read and written (TLS or TCP)
-	raw   net.Conn // the TCP connection under it
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	tls   *tls.ConnectionState
-	sock  *tlsSocket // under nc when TLS
-	since time.Time  // idle since
-	used  bool       // served a request before (it may have been closed while idle)
+	key      poolKey
+	nc       net.Conn // what is read and written (TLS or TCP)
+	raw      net.Conn // the TCP connection under it
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	tls      *tls.ConnectionState
+	sock     *tlsSocket      // under nc when TLS
+	rc       syscall.RawConn // raw, for isAlive
+	probe    func(fd uintptr) bool
+	probeOK  bool
+	probeBuf [1]byte
+	since    time.Time // idle since
+	used     bool      // served a request before (it may have been closed while idle)
 
 	written int64 // bytes of the current request the connection took
 	werr    error // the connection's write error, if any
@@ -362,7 +366,7 @@ func (t *Transport) get(ctx context.Context, key poolKey, u *url.URL, fresh bool
 			list[len(list)-1] = nil
 			t.idle[key] = list[:len(list)-1]
 			t.mu.Unlock()
-			if !t.expired(c, now) && c.br.Buffered() == 0 && alive(c.raw) && !tlsBuffered(c) {
+			if !t.expired(c, now) && c.br.Buffered() == 0 && alive(c) && !tlsBuffered(c) {
 				return c, nil
 			}
 			_ = c.nc.Close()
@@ -376,26 +380,24 @@ func (t *Transport) expired(c *conn, now time.Time) bool {
 }
 
 // isAlive reports whether an idle connection is still open: one
-// non-blocking read, which must find nothing to read (the backend closed
-// it: EOF or a reset; or sent something unasked: not reusable either). A
-// byte it reads is lost, but then the connection is closed anyway.
-func isAlive(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
+// non-blocking read on the socket, which must find nothing to read (the
+// backend closed it: EOF or a reset; or sent something unasked: not
+// reusable either). A byte it reads is lost, but then the connection is
+// closed anyway. The raw socket and the read function are made once per
+// connection (no allocation per call).
+func isAlive(c *conn) bool {
+	if c.rc == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok = false
-	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, err := syscall.Read(int(fd), b[:])
-		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-		return true // never wait
-	})
-	return err == nil && ok
+	c.probeOK = false
+	return c.rc.Read(c.probe) == nil && c.probeOK
+}
+
+// probeFD is the non-blocking read of isAlive.
+func (c *conn) probeFD(fd uintptr) bool {
+	n, err := syscall.Read(int(fd), c.probeBuf[:])
+	c.probeOK = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+	return true // never wait
 }
 
 // tlsBuffered reports whether a TLS connection holds decrypted bytes no
@@ -453,6 +455,13 @@ func (t *Transport) dial(ctx context.Context, key poolKey, u *url.URL) (*conn, e
 		return nil, err
 	}
 	c := &conn{key: key, nc: raw, raw: raw}
+	if sc, ok := raw.(syscall.Conn); ok {
+		if c.rc, err = sc.SyscallConn(); err != nil {
+			_ = raw.Close()
+			return nil, err
+		}
+		c.probe = c.probeFD
+	}
 	if u.Scheme == "https" {
 		cfg := &tls.Config{}
 		if t.TLSConfig != nil {
@@ -694,8 +703,7 @@ func writeHead(w *bufio.Writer, hdr http.Header, h *head) {
 	}
 	if h.length {
 		w.WriteString("Content-Length: ")
-		var b [20]byte
-		w.Write(strconv.AppendInt(b[:0], h.n, 10))
+		w.Write(strconv.AppendInt(w.AvailableBuffer(), h.n, 10)) // in place
 		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
