@@ -86,15 +86,17 @@ func New(fallback http.RoundTripper) *Transport {
 // conn is one backend connection. It is the reader under br (bounding the
 // response headers) and the writer under bw (counting what the kernel took).
 type conn struct {
-	key      poolKey
-	nc       net.Conn // what is read and written (TLS or TCP)
-	raw      net.Conn // the TCP connection under it
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	tls      *tls.ConnectionState
-	sock     *tlsSocket      // under nc when TLS
-	rc       syscall.RawConn // raw, for isAlive
-	probe    func(fd uintptr) bool
+	key   poolKey
+	nc    net.Conn // what is read and written (TLS or TCP)
+	raw   net.Conn // the TCP connection under it
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	tls   *tls.ConnectionState
+	sock  *tlsSocket      // under nc when TLS
+	rc    syscall.RawConn // raw, for isAlive
+	probe func(fd uintptr) bool
+	// closeFn closes nc, for context.AfterFunc (made once per connection).
+	closeFn  func()
 	probeOK  bool
 	probeBuf [1]byte
 	since    time.Time // idle since
@@ -487,6 +489,7 @@ func (t *Transport) dial(ctx context.Context, key poolKey, u *url.URL) (*conn, e
 		c.nc, c.tls = tc, &st
 	}
 	c.br, c.bw = bufio.NewReaderSize(c, 16<<10), bufio.NewWriterSize(c, 8<<10)
+	c.closeFn = func() { _ = c.nc.Close() }
 	return c, nil
 }
 
@@ -588,7 +591,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, h 
 	c.written, c.werr = 0, nil
 	// A cancelled context closes the connection, which ends a blocked
 	// write or read; the error is then the context's.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.Close() })
+	stop := context.AfterFunc(ctx, c.closeFn)
 	fail := func(e error) (*http.Response, error) {
 		stop()
 		_ = c.nc.Close()
