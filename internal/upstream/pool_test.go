@@ -226,3 +226,49 @@ func TestCloseUnblocksRead(t *testing.T) {
 		t.Error("pooled")
 	}
 }
+
+// The zero Transport works: it pools (DefaultMaxIdlePerHost) and reuses.
+func TestZeroValue(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	var tr Transport
+	for range 3 {
+		if _, got := call(t, &tr, "GET", be.URL, ""); got != "ok" {
+			t.Fatalf("%q", got)
+		}
+	}
+	if be.accepted.Load() != 1 || tr.idleCount() != 1 {
+		t.Errorf("accepted %d idle %d, want 1 1", be.accepted.Load(), tr.idleCount())
+	}
+	tr.CloseIdleConnections()
+}
+
+// A body kept after its end never reads from its connection again, which
+// may be serving another call by then.
+func TestOldBodyLeavesReusedConnAlone(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
+	tr, _ := newTransport()
+	get := func(path string) *http.Response {
+		req, _ := http.NewRequest("GET", be.URL+path, nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	first := get("/first")
+	if b, _ := io.ReadAll(first.Body); string(b) != "/first" {
+		t.Fatalf("%q", b)
+	}
+	second := get("/second") // the same connection
+	if n, err := first.Body.Read(make([]byte, 16)); n != 0 || err != io.EOF {
+		t.Errorf("old body Read = %d, %v; want 0, EOF", n, err)
+	}
+	first.Body.Close()
+	if b, err := io.ReadAll(second.Body); string(b) != "/second" || err != nil {
+		t.Errorf("second: %q %v", b, err)
+	}
+	second.Body.Close()
+	if be.accepted.Load() != 1 {
+		t.Errorf("accepted %d, want 1", be.accepted.Load())
+	}
+}
