@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,12 +138,25 @@ func tail(s string, n int) string {
 func waitHTTP(t testing.TB, p *proc, url string) {
 	t.Helper()
 	c := &http.Client{Timeout: time.Second}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.done:
 			t.Fatalf("process exited before serving %s:\n%s", url, p.Output())
 		default:
+		}
+		// The process must say it listens on that address before the
+		// probe counts: a port picked free earlier can be taken by another
+		// test's process meanwhile, which would answer the probe (seen
+		// once: TestTelemetryAsyncJob got another stack's 200 in place of
+		// its gateway's 202, while its own gateway could not bind).
+		if !announced(p.Output(), u.Host) {
+			time.Sleep(20 * time.Millisecond)
+			continue
 		}
 		resp, err := c.Get(url)
 		if err == nil {
@@ -152,6 +166,19 @@ func waitHTTP(t testing.TB, p *proc, url string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s not ready in time:\n%s", url, p.Output())
+}
+
+// announced reports whether out has the line a gateway ("gateway
+// listening", "addr":"host:port") or a simulator ("simulator listening on
+// http://host:port") prints once it listens on hostport.
+func announced(out, hostport string) bool {
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(line, "listening") && (strings.Contains(line, `"addr":"`+hostport+`"`) ||
+			strings.Contains(line, "://"+hostport)) {
+			return true
+		}
+	}
+	return false
 }
 
 // stack is a simulator plus a gateway in front of it.
