@@ -369,7 +369,8 @@ func rssChild(t *testing.T) {
 			for j := 0; j < k; j++ {
 				i := next
 				next++
-				// Request ids in no order, as the gateway's are (random).
+				// Request ids in no order (random): the worst case for the store's
+				// map; the gateway's own ids are time-ordered, so its rows append.
 				e := ledger.Event{Time: day.Add(time.Duration(i) * time.Millisecond % (24 * time.Hour)),
 					RequestID: fmt.Sprintf("%016x", uint64(i)*0x9E3779B97F4A7C15), KeyID: "k1",
 					Team: teams[i%4], App: "app" + strconv.Itoa(i%5), Model: models[i%3],

@@ -293,17 +293,17 @@ type multiBatcher interface {
 }
 
 // batchesPerCommit is how many entity group transactions go to a
-// multiBatcher in one call: up to 500 rows, and the Writer flushes early
-// when that many are waiting. With random request ids each row dirtied its
-// own 4 KiB page, which the commit holds in memory (in
-// BenchmarkBatchUsageRows, internal/store/embedded, 5 per commit cost ~20%
-// less per row than 1 but added ~8 MiB to peak RSS under loadbench), so it
-// was 2. Request ids are time-ordered now and rows are appended: a 500-row
-// commit dirties a few dozen pages. 5 instead of 2 means 2.5 times fewer
-// flushes under load (each wakes the writer, commits and fsyncs); in one
-// A/B run of two gateways (issue 17) the p50 at one connection fell by
-// 13-94 µs over four rounds and the RSS did not grow.
-const batchesPerCommit = 5
+// multiBatcher in one call: up to 200 rows, and the Writer flushes early
+// when that many are waiting. With random row keys each row dirties its own
+// 4 KiB page, which the commit holds in memory: in BenchmarkBatchUsageRows
+// (internal/store/embedded) 2 per commit cost 5-15% less per row than 1,
+// and 5 about 20% less, but 5 added ~8 MiB to the gateway's peak RSS under
+// loadbench. Issue 17 tried 5 again (the gateway's own request ids are
+// time-ordered, so its rows are appended): TestGatewayLedgerRSS, which
+// records random ids, the worst case, then peaked 41/52/58 MiB above idle
+// over 300,000 events against 29/32/38 MiB with 2, and over 64 MiB at
+// 1,000,000; the gain under load was within the harness's noise.
+const batchesPerCommit = 2
 
 // errNotTried marks batches left out after an earlier one failed.
 var errNotTried = errors.New("not tried after an earlier failure")

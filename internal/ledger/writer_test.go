@@ -323,10 +323,9 @@ func TestWriterGroupedCommits(t *testing.T) {
 		wantRejected int64
 		wantCalls    []int
 	}{
-		{"all good: 13 batches in 3 calls", nil, -1, false, 1250, 0, []int{5, 5, 3}},
-		// Batches 0, 2, 3 and 4 of the first call commit; 1 and the rest wait.
-		{"batch 1 fails once: the flush stops after its call", map[int]bool{1: true}, -1, true, 4 * 99, 0, []int{5, 5, 4}},
-		{"batch 4 is invalid", nil, 450, false, 1151, 99, []int{5, 5, 3}},
+		{"all good: 13 batches in 7 calls", nil, -1, false, 1250, 0, []int{2, 2, 2, 2, 2, 2, 1}},
+		{"batch 1 fails once: the flush stops after its call", map[int]bool{1: true}, -1, true, 99, 0, []int{2, 2, 2, 2, 2, 2, 2}},
+		{"batch 4 is invalid", nil, 450, false, 1151, 99, []int{2, 2, 2, 2, 2, 2, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
